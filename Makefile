@@ -1,0 +1,155 @@
+# Postern: top-level Makefile. See README.md and docs/ARCHITECTURE.md.
+#
+#   make                 firmware image for BOARD (default x86_64)
+#   make run             build if needed, boot the image under QEMU
+#   make test            everything CI runs: unit + integration + e2e
+#   make host            our C code for this machine (gcc, ASan+UBSan)
+#   make bench | fuzz | soak | clean | distclean
+#
+# Third-party code is fetched from Debian at pinned versions and built in
+# $(POSTERN_CACHE) (default ~/.cache/postern), outside the checkout.
+
+BOARD ?= x86_64
+BOARD_DIR := board/$(BOARD)
+ifeq ($(wildcard $(BOARD_DIR)/board.mk),)
+$(error BOARD=$(BOARD): there is no $(BOARD_DIR)/board.mk)
+endif
+include $(BOARD_DIR)/board.mk
+
+export POSTERN_CACHE ?= $(HOME)/.cache/postern
+export BOARD ARCH CROSS_TRIPLE KERNEL_HEADERS KERNEL_ARCH KERNEL_IMAGE KERNEL_CMDLINE
+export QEMU QEMU_MACHINE QEMU_NIC QEMU_DISK QEMU_FIRMWARES QEMU_UEFI_CODE QEMU_UEFI_VARS
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+export VERSION
+# Reproducible builds: every timestamp in the image is the last commit's.
+export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 1700000000)
+
+PY := /usr/bin/python3
+B := build/$(BOARD)
+TP := $(B)/third-party
+HB ?= build/host
+IMG := $(B)/postern-$(VERSION)-$(BOARD).img
+
+.PHONY: all setup setup-build sources thirdparty kernel rootfs image run test \
+        test-unit test-integration test-e2e host target bench fuzz soak clean distclean
+.DELETE_ON_ERROR:
+
+all: image
+
+# ---- set-up: host packages, deb-src, pinned sources (all idempotent) --------
+setup-build:
+	@scripts/setup-host.sh build
+setup:
+	@scripts/setup-host.sh all
+sources: setup-build
+	@scripts/fetch-sources.sh
+
+# ---- third-party for the target: musl sysroot, BearSSL, BusyBox, ... -------
+# Built once per version and configuration in the cache; $(TP)/<name> links there.
+thirdparty: sources
+	@scripts/build-thirdparty.sh $(ARCH) $(TP)
+
+kernel: sources
+	@scripts/build-kernel.sh $(BOARD_DIR) $(B)/kernel
+
+# ---- our C code -------------------------------------------------------------
+WARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+        -Wmissing-prototypes -Wformat=2 -Wvla -D_DEFAULT_SOURCE -D_GNU_SOURCE
+LIB_SRC := $(sort $(wildcard src/lib/*.c))
+PROGS := $(notdir $(patsubst %/,%,$(sort $(filter-out src/lib/,$(dir $(wildcard src/*/*.c))))))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+# Target build: static, musl, size-optimised.
+TCC = $(TP)/musl/bin/musl-gcc
+TCFLAGS = $(WARN) -Os -ffunction-sections -fdata-sections -Isrc/lib -I$(TP)/bearssl/inc \
+          -DPOSTERN_VERSION='"$(VERSION)"'
+TLDFLAGS = -static -Wl,--gc-sections -s -L$(TP)/bearssl/lib
+TOBJ := $(B)/obj
+$(TOBJ)/%.o: src/%.c $(wildcard src/lib/*.h) | thirdparty
+	@mkdir -p $(dir $@)
+	$(TCC) $(TCFLAGS) -c -o $@ $<
+$(TOBJ)/libpostern.a: $(patsubst src/%.c,$(TOBJ)/%.o,$(LIB_SRC))
+	@rm -f $@; $(if $^,ar rcD $@ $^,ar rcD $@)
+define target_prog
+$(B)/bin/$(1): $(patsubst src/%.c,$(TOBJ)/%.o,$(wildcard src/$(1)/*.c)) $(TOBJ)/libpostern.a
+	@mkdir -p $$(dir $$@)
+	$$(TCC) -o $$@ $$^ $$(TLDFLAGS) -lbearssl
+endef
+$(foreach p,$(PROGS),$(eval $(call target_prog,$(p))))
+target: $(addprefix $(B)/bin/,$(PROGS))
+
+# Host build: gcc with ASan+UBSan, for unit and integration tests.
+HCC := gcc
+HCFLAGS := $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+           -fno-sanitize-recover=all -Isrc/lib -I$(HB)/third-party/bearssl/inc \
+           -DPOSTERN_VERSION='"$(VERSION)"'
+HLDFLAGS := -fsanitize=address,undefined -L$(HB)/third-party/bearssl/lib
+$(HB)/obj/%.o: src/%.c $(wildcard src/lib/*.h) | host-thirdparty
+	@mkdir -p $(dir $@)
+	$(HCC) $(HCFLAGS) -c -o $@ $<
+$(HB)/obj/tests/%.o: tests/unit/%.c $(wildcard src/lib/*.h tests/unit/*.h) | host-thirdparty
+	@mkdir -p $(dir $@)
+	$(HCC) $(HCFLAGS) -Itests/unit -c -o $@ $<
+$(HB)/libpostern.a: $(patsubst src/%.c,$(HB)/obj/%.o,$(LIB_SRC))
+	@rm -f $@; $(if $^,ar rcD $@ $^,ar rcD $@)
+define host_prog
+$(HB)/bin/$(1): $(patsubst src/%.c,$(HB)/obj/%.o,$(wildcard src/$(1)/*.c)) $(HB)/libpostern.a
+	@mkdir -p $$(dir $$@)
+	$$(HCC) -o $$@ $$^ $$(HLDFLAGS) -lbearssl
+endef
+$(foreach p,$(PROGS),$(eval $(call host_prog,$(p))))
+$(HB)/tests/%: $(HB)/obj/tests/%.o $(HB)/libpostern.a
+	@mkdir -p $(dir $@)
+	$(HCC) -o $@ $^ $(HLDFLAGS) -lbearssl
+.PHONY: host-thirdparty
+host-thirdparty: sources
+	@scripts/build-thirdparty.sh host $(HB)/third-party
+host: $(addprefix $(HB)/bin/,$(PROGS)) $(patsubst tests/unit/%.c,$(HB)/tests/%,$(UNIT_SRC))
+
+# ---- root filesystem and image ----------------------------------------------
+rootfs: thirdparty target
+	@scripts/mk-rootfs.sh $(B)
+
+image: kernel rootfs
+	@$(BOARD_DIR)/image.sh $(IMG) $(B)/kernel $(B)/rootfs.cpio.gz
+	@ln -sf $(notdir $(IMG)) $(B)/postern-$(BOARD).img
+
+# make run PROVISION=file  hands the box a configuration on first boot.
+run: image
+	@scripts/run-qemu.sh $(IMG)
+
+# ---- tests ------------------------------------------------------------------
+PYTEST := $(PY) -m pytest -p no:cacheprovider -q -rfEs
+test: setup
+	@$(MAKE) --no-print-directory all host
+	$(PYTEST) tests/unit tests/integration tests/e2e
+
+test-unit: setup
+	@$(MAKE) --no-print-directory host
+	$(PYTEST) tests/unit
+test-integration: setup
+	@$(MAKE) --no-print-directory host
+	$(PYTEST) tests/integration
+test-e2e: setup
+	@$(MAKE) --no-print-directory all
+	$(PYTEST) tests/e2e
+
+bench: setup
+	@$(MAKE) --no-print-directory all host
+	$(PY) tests/bench/run.py
+
+FUZZ_SECONDS ?= 30
+fuzz: setup
+	@scripts/run-fuzz.sh $(FUZZ_SECONDS)
+
+soak: setup
+	@$(MAKE) --no-print-directory all host
+	POSTERN_SOAK=1 $(PYTEST) tests/e2e tests/integration
+
+clean:
+	rm -rf build
+
+# Also drops the download and build cache shared by every checkout.
+distclean: clean
+	rm -rf "$(POSTERN_CACHE)"

@@ -1,0 +1,14 @@
+/*
+ * cmds.h - subcommands of the `postern` administration tool.
+ * Each takes the arguments after its own name (argv[0] is the subcommand)
+ * and returns the process exit status: 0 success, 1 usage or validation
+ * error, 100 permanent failure, 111 temporary failure.
+ */
+#ifndef POSTERN_CMDS_H
+#define POSTERN_CMDS_H
+
+int cmd_version(int argc, char **argv);  /* main.c */
+int cmd_check(int argc, char **argv);    /* cmd_check.c: validate the configuration */
+int cmd_user(int argc, char **argv);     /* cmd_user.c: add|del|passwd|list */
+
+#endif
