@@ -33,6 +33,13 @@ IMG := $(B)/postern-$(VERSION)-$(BOARD).img
 .PHONY: all setup setup-build sources thirdparty kernel rootfs image run test \
         test-unit test-integration test-e2e host target bench fuzz soak clean distclean
 .DELETE_ON_ERROR:
+.SECONDARY:
+# Quiet by default; `make V=1` shows every command.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
 
 all: image
 
@@ -59,6 +66,9 @@ LIB_SRC := $(sort $(wildcard src/lib/*.c))
 PROGS := $(notdir $(patsubst %/,%,$(sort $(filter-out src/lib/,$(dir $(wildcard src/*/*.c))))))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+# Test tools built for the host only, never laid into the image.
+HOST_ONLY_PROGS := tls-probe
+TARGET_PROGS := $(filter-out $(HOST_ONLY_PROGS),$(PROGS))
 
 # Target build: static, musl, size-optimised.
 TCC = $(TP)/musl/bin/musl-gcc
@@ -68,16 +78,18 @@ TLDFLAGS = -static -Wl,--gc-sections -s -L$(TP)/bearssl/lib
 TOBJ := $(B)/obj
 $(TOBJ)/%.o: src/%.c $(wildcard src/lib/*.h) | thirdparty
 	@mkdir -p $(dir $@)
-	$(TCC) $(TCFLAGS) -c -o $@ $<
+	@echo "  CC      $@"
+	$(Q)$(TCC) $(TCFLAGS) -c -o $@ $<
 $(TOBJ)/libpostern.a: $(patsubst src/%.c,$(TOBJ)/%.o,$(LIB_SRC))
 	@rm -f $@; $(if $^,ar rcD $@ $^,ar rcD $@)
 define target_prog
 $(B)/bin/$(1): $(patsubst src/%.c,$(TOBJ)/%.o,$(wildcard src/$(1)/*.c)) $(TOBJ)/libpostern.a
 	@mkdir -p $$(dir $$@)
-	$$(TCC) -o $$@ $$^ $$(TLDFLAGS) -lbearssl
+	@echo "  LD      $$@"
+	$$(Q)$$(TCC) -o $$@ $$^ $$(TLDFLAGS) -lbearssl
 endef
-$(foreach p,$(PROGS),$(eval $(call target_prog,$(p))))
-target: $(addprefix $(B)/bin/,$(PROGS))
+$(foreach p,$(TARGET_PROGS),$(eval $(call target_prog,$(p))))
+target: $(addprefix $(B)/bin/,$(TARGET_PROGS))
 
 # Host build: gcc with ASan+UBSan, for unit and integration tests.
 HCC := gcc
@@ -87,21 +99,25 @@ HCFLAGS := $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 HLDFLAGS := -fsanitize=address,undefined -L$(HB)/third-party/bearssl/lib
 $(HB)/obj/%.o: src/%.c $(wildcard src/lib/*.h) | host-thirdparty
 	@mkdir -p $(dir $@)
-	$(HCC) $(HCFLAGS) -c -o $@ $<
+	@echo "  CC      $@"
+	$(Q)$(HCC) $(HCFLAGS) -c -o $@ $<
 $(HB)/obj/tests/%.o: tests/unit/%.c $(wildcard src/lib/*.h tests/unit/*.h) | host-thirdparty
 	@mkdir -p $(dir $@)
-	$(HCC) $(HCFLAGS) -Itests/unit -c -o $@ $<
+	@echo "  CC      $@"
+	$(Q)$(HCC) $(HCFLAGS) -Itests/unit -c -o $@ $<
 $(HB)/libpostern.a: $(patsubst src/%.c,$(HB)/obj/%.o,$(LIB_SRC))
 	@rm -f $@; $(if $^,ar rcD $@ $^,ar rcD $@)
 define host_prog
 $(HB)/bin/$(1): $(patsubst src/%.c,$(HB)/obj/%.o,$(wildcard src/$(1)/*.c)) $(HB)/libpostern.a
 	@mkdir -p $$(dir $$@)
-	$$(HCC) -o $$@ $$^ $$(HLDFLAGS) -lbearssl
+	@echo "  LD      $$@"
+	$$(Q)$$(HCC) -o $$@ $$^ $$(HLDFLAGS) -lbearssl
 endef
 $(foreach p,$(PROGS),$(eval $(call host_prog,$(p))))
 $(HB)/tests/%: $(HB)/obj/tests/%.o $(HB)/libpostern.a
 	@mkdir -p $(dir $@)
-	$(HCC) -o $@ $^ $(HLDFLAGS) -lbearssl
+	@echo "  LD      $@"
+	$(Q)$(HCC) -o $@ $^ $(HLDFLAGS) -lbearssl
 .PHONY: host-thirdparty
 host-thirdparty: sources
 	@scripts/build-thirdparty.sh host $(HB)/third-party

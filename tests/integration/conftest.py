@@ -7,7 +7,7 @@ import socket
 import pytest
 
 TOP = pathlib.Path(__file__).resolve().parents[2]
-HB = pathlib.Path(os.environ.get("HB", TOP / "build" / "host"))
+HB = TOP / os.environ.get("HB", "build/host")
 
 
 @pytest.fixture

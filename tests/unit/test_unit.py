@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 TOP = pathlib.Path(__file__).resolve().parents[2]
-HB = pathlib.Path(os.environ.get("HB", TOP / "build" / "host"))
+HB = TOP / os.environ.get("HB", "build/host")
 SOURCES = sorted((TOP / "tests" / "unit").glob("test_*.c"))
 
 

@@ -24,7 +24,8 @@ clock_save() {
 apply_hostname() {
 	name=$POSTERN_HOSTNAME
 	if [ -r /data/etc/postern.conf ]; then
-		n=$(sed -n 's/^[[:space:]]*hostname[[:space:]]\{1,\}\([A-Za-z0-9.-]\{1,63\}\)[[:space:]]*$/\1/p' /data/etc/postern.conf | head -n 1)
+		# The global setting: before the first [section].
+		n=$(sed -n -e '/^[[:space:]]*\[/q' -e 's/^[[:space:]]*hostname[[:space:]]\{1,\}\([A-Za-z0-9-]\{1,63\}\)[[:space:]]*\(#.*\)\{0,1\}$/\1/p' /data/etc/postern.conf | head -n 1)
 		[ -n "$n" ] && name=$n
 	fi
 	hostname "$name"
