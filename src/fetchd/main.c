@@ -1,0 +1,208 @@
+/*
+ * main.c - fetchd: fetches mail from the provider's POP3 accounts
+ * (docs/fetchd.8.md).
+ *
+ *   fetchd [-d DATADIR] [-c CONF] [-f]            the daemon: polls every
+ *                                                 enabled account on its
+ *                                                 interval, all at once on
+ *                                                 SIGUSR1 or when the control
+ *                                                 file DATADIR/fetch/poll-now
+ *                                                 appears; SIGHUP reloads
+ *   fetchd --once [-d DATADIR] [-c CONF] [ACCOUNT] one poll (of one account,
+ *                                                 or of every enabled one),
+ *                                                 a summary on stdout: what
+ *                                                 `postern fetch` runs
+ *
+ * Exit status of --once: 0 every account fetched, 111 a temporary failure
+ * (connection, server, full disk: try again), 100 a configuration error.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fetchd.h"
+#include "fsutil.h"
+
+/* The daemon looks at its clock and the control file this often (s). */
+#define FETCH_TICK_S 5
+/* After a failed poll the account is retried after this long at most (s). */
+#define FETCH_RETRY_S 300
+#define EXIT_TEMP 111
+#define EXIT_PERM 100
+
+static volatile sig_atomic_t got_usr1, got_hup, got_term;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGUSR1)
+		got_usr1 = 1;
+	else if (sig == SIGHUP)
+		got_hup = 1;
+	else
+		got_term = 1;
+}
+
+static int set_paths(struct fetch_paths *p, const char *data, const char *conf)
+{
+	int bad = 0;
+	bad |= snprintf(p->data, sizeof p->data, "%s", data) >= (int)sizeof p->data;
+	bad |= snprintf(p->secrets, sizeof p->secrets, "%s/secrets", data) >= (int)sizeof p->secrets;
+	bad |= snprintf(p->fetch, sizeof p->fetch, "%s/fetch", data) >= (int)sizeof p->fetch;
+	bad |= snprintf(p->mail, sizeof p->mail, "%s/mail", data) >= (int)sizeof p->mail;
+	bad |= snprintf(p->users, sizeof p->users, "%s/etc/users", data) >= (int)sizeof p->users;
+	if (conf)
+		bad |= snprintf(p->conf, sizeof p->conf, "%s", conf) >= (int)sizeof p->conf;
+	else
+		bad |= snprintf(p->conf, sizeof p->conf, "%s/etc/postern.conf", data) >= (int)sizeof p->conf;
+	return bad ? -1 : 0;
+}
+
+static struct config *load_config(const struct fetch_paths *p)
+{
+	struct config_errors errs;
+	struct config *cfg = config_load(p->conf, &errs);
+	if (!cfg)
+		for (int i = 0; i < errs.count; i++)
+			log_msg(LOG_ERR, NULL, "%s", errs.e[i].text);
+	return cfg;
+}
+
+static void print_stats(const struct config_account *a, int rc, const struct fetch_stats *st)
+{
+	if (rc == 1) {
+		printf("%s: busy (another fetch is running)\n", a->h.name);
+		return;
+	}
+	printf("%s: %s: %u on the server, %u fetched (%llu bytes), %u deleted%s, "
+		"%u delivered before, %u too large\n", a->h.name, rc == 0 ? "ok" : "FAILED",
+		st->listed, st->fetched, (unsigned long long)st->bytes, st->deleted,
+		st->deleted && !st->committed ? " (not committed)" : "", st->already,
+		st->skipped_big);
+}
+
+static int once(const struct fetch_paths *p, const char *only)
+{
+	struct config *cfg = load_config(p);
+	if (!cfg)
+		return EXIT_PERM;
+	int status = 0, found = 0;
+	for (int i = 0; i < cfg->naccounts; i++) {
+		const struct config_account *a = &cfg->account[i];
+		if (only ? strcmp(a->h.name, only) != 0 : !a->enabled)
+			continue;
+		found = 1;
+		struct fetch_stats st;
+		int rc = fetch_account(p, cfg, a, &st);
+		print_stats(a, rc, &st);
+		if (rc < 0)
+			status = EXIT_TEMP;
+	}
+	if (only && !found) {
+		fprintf(stderr, "fetchd: no account \"%s\" in %s\n", only, p->conf);
+		status = EXIT_PERM;
+	}
+	config_free(cfg);
+	return status;
+}
+
+/* The control file: whoever may write DATADIR/fetch asks for a poll. */
+static int poll_requested(const struct fetch_paths *p)
+{
+	char f[600];
+	snprintf(f, sizeof f, "%s/poll-now", p->fetch);
+	return unlink(f) == 0;
+}
+
+static void poll_due(const struct fetch_paths *p, const struct config *cfg, time_t *due, int all)
+{
+	time_t now = time(NULL);
+	for (int i = 0; i < cfg->naccounts && !got_term; i++) {
+		const struct config_account *a = &cfg->account[i];
+		if (!a->enabled || (!all && now < due[i]))
+			continue;
+		struct fetch_stats st;
+		int rc = fetch_account(p, cfg, a, &st);
+		unsigned wait = rc < 0 && a->poll > FETCH_RETRY_S ? FETCH_RETRY_S : a->poll;
+		due[i] = time(NULL) + (time_t)wait;
+		log_msg(rc < 0 ? LOG_WARNING : LOG_INFO, NULL, "account %s: %s, %u fetched, "
+			"%u deleted, next poll in %us", a->h.name, rc < 0 ? "failed" : "done",
+			st.fetched, st.deleted, wait);
+	}
+}
+
+static int daemon_loop(const struct fetch_paths *p)
+{
+	struct config *cfg = load_config(p);
+	if (!cfg)
+		return EXIT_PERM;
+	time_t due[CONFIG_ACCOUNTS_MAX] = { 0 };	/* all due at start */
+	log_msg(LOG_INFO, NULL, "started: %d account(s)", cfg->naccounts);
+	while (!got_term) {
+		if (got_hup) {
+			got_hup = 0;
+			struct config *fresh = load_config(p);
+			if (fresh) {
+				config_free(cfg);
+				cfg = fresh;
+				memset(due, 0, sizeof due);
+				log_msg(LOG_INFO, NULL, "configuration reloaded");
+			} else {
+				log_msg(LOG_ERR, NULL, "keeping the previous configuration");
+			}
+		}
+		int all = got_usr1 || poll_requested(p);
+		got_usr1 = 0;
+		poll_due(p, cfg, due, all);
+		if (!got_term && !got_usr1 && !got_hup)
+			sleep(FETCH_TICK_S);	/* a signal cuts the sleep short */
+	}
+	log_msg(LOG_INFO, NULL, "stopping");
+	config_free(cfg);
+	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: fetchd [-d DATADIR] [-c CONF] [-f]\n"
+		"       fetchd --once [-d DATADIR] [-c CONF] [ACCOUNT]\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *data = "/data", *conf = getenv("POSTERN_CONF"), *only = NULL;
+	int one = 0, fg = 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--once") == 0 || strcmp(argv[i], "-1") == 0)
+			one = 1;
+		else if (strcmp(argv[i], "-f") == 0)
+			fg = 1;
+		else if ((strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc)
+			*(argv[i][1] == 'd' ? &data : &conf) = argv[i + 1], i++;
+		else if (argv[i][0] != '-' && one && !only)
+			only = argv[i];
+		else {
+			usage();
+			return 1;
+		}
+	}
+	struct fetch_paths p;
+	if (set_paths(&p, data, conf) < 0) {
+		fprintf(stderr, "fetchd: path too long\n");
+		return 1;
+	}
+	log_open("fetchd", LOG_MAIL, one || fg ? LOG_DEST_STDERR : LOG_DEST_SYSLOG);
+	signal(SIGPIPE, SIG_IGN);
+	if (one)
+		return once(&p, only);
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	return daemon_loop(&p);
+}

@@ -1,0 +1,695 @@
+/*
+ * session.c - one fetch of one provider account (RFC 1939, RFC 2449,
+ * RFC 2595, RFC 5034), following the exactly-once steps of uidl.h:
+ *
+ *   connect -> [implicit TLS] -> greeting -> CAPA -> [STLS, handshake,
+ *   CAPA again] -> AUTH PLAIN or USER/PASS -> UIDL, LIST -> for each new
+ *   message: RETR into a spool file, deliver (keyed), record the UIDL,
+ *   DELE (delete mode) -> QUIT (commits the deletions).
+ *
+ * The password is sent only on a connection whose TLS handshake completed
+ * with the server verified (tls.h fails closed inside the handshake).
+ */
+#include <errno.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <bearssl.h>
+
+#include "fetchd.h"
+#include "fsutil.h"
+#include "maildir.h"
+#include "pem.h"
+#include "uidl.h"
+
+/* Bytes of a message searched for its Message-ID (no-UIDL servers). */
+#define GUARD_HEAD_MAX 65536
+/* Local users one message may go to (multidrop). */
+#define TARGETS_MAX 64
+/* Longest command line we send: RFC 2449 section 4 allows 255 octets,
+ * but PASS and AUTH PLAIN lines carry a password of up to FETCH_PASS_MAX. */
+#define CMD_MAX (2 * FETCH_PASS_MAX + 512)
+
+struct msg {
+	unsigned no;
+	uint64_t size;
+	int have_size;
+	int dup;			/* its UIDL is listed twice: left alone */
+	char uid[UIDL_ID_MAX + 1];
+};
+
+struct sess {
+	const struct fetch_paths *p;
+	const struct config *cfg;
+	const struct config_account *a;
+	struct fetch_stats *st;
+	int multidrop;
+	struct users_db users;		/* multidrop: the users file */
+	char targets[TARGETS_MAX][USERS_NAME_MAX + 1];
+	const char *tv[TARGETS_MAX];
+	size_t ntargets;
+	struct log_fields lf;
+	struct conn *c;
+	struct pop3_reader *r;
+	struct pop3_lines *lines;
+	struct uidl_store store;
+	struct pop3_capa capa;
+	struct pem_anchors anchors;
+	struct tls_client_config tcfg;
+	struct msg *m;
+	size_t nm, capm;
+	struct msg **sorted;		/* m by UIDL, for pruning */
+	int no_uidl;
+	int spool;
+	char capa_buf[POP3_CAPA_MAX];
+	size_t capa_len;
+};
+
+/* ---- commands ------------------------------------------------------------ */
+
+/* Sends line (CRLF added) and reads the reply. multi: a multi-line body
+ * goes to sink. Returns 1 for +OK, 0 for -ERR, -1 when the connection
+ * failed (logged). secret: the line holds a credential, never logged. */
+static int cmd(struct sess *s, const char *line, int secret, int multi,
+	pop3_sink_fn sink, void *arg, uint64_t body_max, int64_t idle_ms)
+{
+	char buf[CMD_MAX + 3];
+	int n = snprintf(buf, sizeof buf, "%s\r\n", line);
+	if (n < 0 || (size_t)n >= sizeof buf)
+		return -1;
+	pop3_reader_start(s->r, multi, 1, body_max, sink, arg);
+	int rc = line[0] ? conn_write(s->c, buf, (size_t)n, tls_now_ms() + FETCH_REPLY_MS) : 0;
+	memset(buf, 0, sizeof buf);
+	if (rc == 0)
+		rc = conn_response(s->c, s->r, idle_ms);
+	if (rc < 0) {
+		log_msg(LOG_ERR, &s->lf, "%.20s: %s%s%.200s", secret ? "login" : line[0] ? line : "greeting",
+			s->c->err, s->r->status_len ? "; server said: " : "", s->r->status);
+		return -1;
+	}
+	return s->r->ok;
+}
+
+static int capa_sink(void *arg, const void *data, size_t len)
+{
+	struct sess *s = arg;
+	if (s->capa_len + len > sizeof s->capa_buf)
+		return 0;	/* RFC 2449: ignore what does not fit */
+	memcpy(s->capa_buf + s->capa_len, data, len);
+	s->capa_len += len;
+	return 0;
+}
+
+static int get_capa(struct sess *s)
+{
+	s->capa_len = 0;
+	int rc = cmd(s, "CAPA", 0, 1, capa_sink, s, 0, FETCH_REPLY_MS);
+	memset(&s->capa, 0, sizeof s->capa);
+	if (rc == 1)
+		pop3_capa_parse(s->capa_buf, s->capa_len, &s->capa);
+	return rc < 0 ? -1 : 0;
+}
+
+/* ---- TLS and login ------------------------------------------------------- */
+
+static int is_ip(const char *h)
+{
+	unsigned char b[16];
+	return inet_pton(AF_INET, h, b) == 1 || inet_pton(AF_INET6, h, b) == 1;
+}
+
+static int tls_setup(struct sess *s)
+{
+	char err[256];
+	memset(&s->tcfg, 0, sizeof s->tcfg);
+	if (s->a->verify == CONFIG_VERIFY_PIN) {
+		s->tcfg.have_pin = 1;
+		memcpy(s->tcfg.pin, s->a->pin.sha256, 32);
+		return 0;
+	}
+	if (pem_anchors_load(&s->anchors, s->a->ca_file, err, sizeof err) < 0) {
+		log_msg(LOG_ERR, &s->lf, "CA bundle %s: %s", s->a->ca_file, err);
+		return -1;
+	}
+	s->tcfg.anchors = s->anchors.ta;
+	s->tcfg.anchor_count = s->anchors.count;
+	return 0;
+}
+
+static int start_tls(struct sess *s)
+{
+	/* SNI is a host name; an address literal is verified by pin only. */
+	const char *name = is_ip(s->a->server) && s->tcfg.have_pin ? NULL : s->a->server;
+	if (conn_starttls(s->c, &s->tcfg, name) < 0) {
+		log_msg(LOG_ERR, &s->lf, "%s; not sending the password", s->c->err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Greeting, CAPA, STLS (RFC 2595), CAPA again. 0 or -1. */
+static int open_session(struct sess *s)
+{
+	if (conn_connect(s->c, s->a->server, s->a->port, &s->lf) < 0) {
+		log_msg(LOG_ERR, &s->lf, "%s", s->c->err);
+		return -1;
+	}
+	if (s->a->tls == CONFIG_POP_IMPLICIT && start_tls(s) < 0)
+		return -1;
+	if (cmd(s, "", 0, 0, NULL, NULL, 0, FETCH_REPLY_MS) != 1) {
+		log_msg(LOG_ERR, &s->lf, "no +OK greeting: %.200s", s->r->status);
+		return -1;
+	}
+	if (get_capa(s) < 0)
+		return -1;
+	if (s->a->tls == CONFIG_POP_IMPLICIT)
+		return 0;
+	/* RFC 2595 section 4: STLS only when CAPA lists it; there is no
+	 * clear-text fallback. */
+	if (!s->capa.stls) {
+		log_msg(LOG_ERR, &s->lf, "the server does not offer STLS; not sending the password");
+		return -1;
+	}
+	if (cmd(s, "STLS", 0, 0, NULL, NULL, 0, FETCH_REPLY_MS) != 1) {
+		log_msg(LOG_ERR, &s->lf, "STLS refused: %.200s; not sending the password", s->r->status);
+		return -1;
+	}
+	if (start_tls(s) < 0)
+		return -1;
+	/* RFC 2595 section 4: capabilities learnt in clear are discarded. */
+	return get_capa(s);
+}
+
+static int read_password(struct sess *s, char *pw, size_t cap)
+{
+	char path[1024];
+	snprintf(path, sizeof path, "%s/%s", s->p->secrets, s->a->password_file);
+	ssize_t n = fs_read_file(path, pw, cap - 1);
+	if (n < 0) {
+		log_msg(LOG_ERR, &s->lf, "password file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (n > 0 && (pw[n - 1] == '\n' || pw[n - 1] == '\r'))
+		pw[--n] = '\0';
+	return 0;
+}
+
+/* AUTH PLAIN (RFC 5034) when offered, else USER/PASS (RFC 1939). */
+static int login(struct sess *s, const char *pw)
+{
+	char line[CMD_MAX];
+	int rc;
+	/* Belt and braces: the dialogue above cannot get here in clear. */
+	if (!s->c->tls || !tls_established(s->c->tls)) {
+		log_msg(LOG_CRIT, &s->lf, "refusing to send credentials without TLS");
+		return -1;
+	}
+	if (s->capa.sasl_plain) {
+		char b64[CMD_MAX - 16];
+		if (pop3_auth_plain(s->a->user, pw, b64, sizeof b64) < 0)
+			return -1;
+		snprintf(line, sizeof line, "AUTH PLAIN %.*s", (int)(sizeof line - 12), b64);
+		memset(b64, 0, sizeof b64);
+		rc = cmd(s, line, 1, 0, NULL, NULL, 0, FETCH_REPLY_MS);
+	} else {
+		snprintf(line, sizeof line, "USER %.*s", CONFIG_STR_MAX, s->a->user);
+		rc = cmd(s, line, 1, 0, NULL, NULL, 0, FETCH_REPLY_MS);
+		if (rc == 1) {
+			snprintf(line, sizeof line, "PASS %.*s", FETCH_PASS_MAX, pw);
+			rc = cmd(s, line, 1, 0, NULL, NULL, 0, FETCH_REPLY_MS);
+		}
+	}
+	memset(line, 0, sizeof line);
+	if (rc == 0)
+		log_msg(LOG_ERR, &s->lf, "login as %.100s failed: %.200s", s->a->user, s->r->status);
+	return rc == 1 ? 0 : -1;
+}
+
+/* ---- listings ------------------------------------------------------------ */
+
+static struct msg *msg_add(struct sess *s, unsigned no)
+{
+	if (s->nm >= FETCH_MSGS_MAX)
+		return NULL;
+	if (s->nm == s->capm) {
+		size_t nc = s->capm ? 2 * s->capm : 256;
+		struct msg *n = realloc(s->m, nc * sizeof *n);
+		if (!n)
+			return NULL;
+		s->m = n;
+		s->capm = nc;
+	}
+	struct msg *m = &s->m[s->nm++];
+	memset(m, 0, sizeof *m);
+	m->no = no;
+	return m;
+}
+
+static struct msg *msg_find(struct sess *s, unsigned no)
+{
+	size_t lo = 0, hi = s->nm;
+	while (lo < hi) {	/* listings come in message-number order */
+		size_t mid = (lo + hi) / 2;
+		if (s->m[mid].no == no)
+			return &s->m[mid];
+		if (s->m[mid].no < no)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static int on_uidl(void *arg, const char *line, size_t len)
+{
+	struct sess *s = arg;
+	unsigned no;
+	char uid[POP3_UIDL_MAX + 1];
+	if (pop3_uidl_line(line, len, &no, uid) < 0 || (s->nm && s->m[s->nm - 1].no >= no))
+		return -1;	/* malformed or out of order: trust none of it */
+	struct msg *m = msg_add(s, no);
+	if (!m)
+		return -1;
+	memcpy(m->uid, uid, sizeof m->uid);
+	return 0;
+}
+
+static int on_list(void *arg, const char *line, size_t len)
+{
+	struct sess *s = arg;
+	unsigned no;
+	uint64_t size;
+	if (pop3_list_line(line, len, &no, &size) < 0)
+		return -1;
+	struct msg *m = s->no_uidl ? msg_add(s, no) : msg_find(s, no);
+	if (m) {
+		m->size = size;
+		m->have_size = 1;
+	}
+	return s->no_uidl && !m ? -1 : 0;
+}
+
+static int cmp_uid(const void *a, const void *b)
+{
+	const struct msg *const *x = a, *const *y = b;
+	return strcmp((*x)->uid, (*y)->uid);
+}
+
+/* RFC 1939 section 7: unique-ids are unique within the maildrop. A server
+ * listing one twice is broken: both are left on the server. */
+static void mark_dups(struct sess *s)
+{
+	struct msg **v = malloc(s->nm * sizeof *v + 1);
+	if (!v)
+		return;
+	s->sorted = v;
+	for (size_t i = 0; i < s->nm; i++)
+		v[i] = &s->m[i];
+	qsort(v, s->nm, sizeof *v, cmp_uid);
+	for (size_t i = 1; i < s->nm; i++)
+		if (strcmp(v[i - 1]->uid, v[i]->uid) == 0)
+			v[i - 1]->dup = v[i]->dup = 1;
+}
+
+static int listing(struct sess *s, const char *what, int (*fn)(void *, const char *, size_t))
+{
+	pop3_lines_init(s->lines, fn, s);
+	int rc = cmd(s, what, 0, 1, pop3_lines_sink, s->lines, 0, FETCH_REPLY_MS);
+	if (rc == 1 && pop3_lines_end(s->lines) < 0)
+		rc = -1;
+	if (rc < 0)
+		log_msg(LOG_ERR, &s->lf, "%s listing malformed or connection lost", what);
+	return rc;
+}
+
+static int keep_listed(void *arg, const char *id)
+{
+	struct sess *s = arg;
+	size_t lo = 0, hi = s->nm;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(s->sorted[mid]->uid, id);
+		if (c == 0)
+			return 1;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+static int list_messages(struct sess *s)
+{
+	int rc = listing(s, "UIDL", on_uidl);
+	if (rc < 0)
+		return -1;
+	if (rc == 0) {
+		s->no_uidl = 1;
+		s->nm = 0;
+		if (s->a->keep) {
+			log_msg(LOG_ERR, &s->lf, "the server does not support UIDL: keep mode "
+				"cannot tell old messages from new ones; set \"keep no\"");
+			return -1;
+		}
+		log_msg(LOG_WARNING, &s->lf, "the server does not support UIDL; "
+			"guarding against duplicates by Message-ID");
+	}
+	if (listing(s, "LIST", on_list) != 1)
+		return -1;
+	s->st->listed = (unsigned)s->nm;
+	if (s->no_uidl)
+		return 0;
+	mark_dups(s);
+	return 0;
+}
+
+/* Drops stored UIDLs the server no longer lists: they cannot come back
+ * (RFC 1939 section 7: unique-ids are never reused). */
+static void prune(struct sess *s)
+{
+	char err[256];
+	if (!s->sorted)
+		return;
+	int n = uidl_prune(&s->store, keep_listed, s, err, sizeof err);
+	if (n < 0)
+		log_msg(LOG_WARNING, &s->lf, "pruning the UIDL store: %s", err);
+}
+
+/* ---- one message --------------------------------------------------------- */
+
+static void hex32(const unsigned char *h, char *out)
+{
+	for (int i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", h[i]);
+}
+
+/* Finds the Message-ID header value in the head of the message (up to
+ * the blank line ending the header, RFC 5322 section 2.1). */
+static int find_message_id(const char *h, size_t n, const char **v, size_t *vl)
+{
+	static const char name[] = "message-id:";
+	size_t nl = sizeof name - 1;
+	for (size_t i = 0; i < n; ) {
+		if (h[i] == '\n')
+			return -1;	/* end of the header */
+		if (n - i > nl && strncasecmp(h + i, name, nl) == 0) {
+			size_t b = i + nl, e;
+			/* RFC 5322 section 2.2.3: skip blanks and folding. */
+			while (b < n && (h[b] == ' ' || h[b] == '\t' ||
+			       (h[b] == '\n' && b + 1 < n && (h[b + 1] == ' ' || h[b + 1] == '\t'))))
+				b++;
+			for (e = b; e < n && h[e] != '\n'; e++)
+				;
+			while (e > b && (h[e - 1] == ' ' || h[e - 1] == '\t' || h[e - 1] == '\r'))
+				e--;
+			if (e == b)
+				return -1;
+			*v = h + b;
+			*vl = e - b;
+			return 0;
+		}
+		const char *nx = memchr(h + i, '\n', n - i);
+		if (!nx)
+			return -1;
+		i = (size_t)(nx - h) + 1;
+	}
+	return -1;
+}
+
+/* The guard of a message from a server without UIDL (uidl.h): SHA-256 of
+ * its Message-ID, or of the whole message when it has none. */
+static int guard_id(struct sess *s, char out[UIDL_ID_MAX + 1])
+{
+	br_sha256_context ctx;
+	unsigned char h[32];
+	char *head = malloc(GUARD_HEAD_MAX);
+	if (!head)
+		return -1;
+	ssize_t n = pread(s->spool, head, GUARD_HEAD_MAX, 0);
+	const char *v;
+	size_t vl;
+	br_sha256_init(&ctx);
+	if (n >= 0 && find_message_id(head, (size_t)n, &v, &vl) == 0) {
+		br_sha256_update(&ctx, "mid\n", 4);
+		br_sha256_update(&ctx, v, vl);
+	} else {
+		br_sha256_update(&ctx, "body\n", 5);
+		off_t off = 0;
+		while ((n = pread(s->spool, head, GUARD_HEAD_MAX, off)) > 0) {
+			br_sha256_update(&ctx, head, (size_t)n);
+			off += n;
+		}
+	}
+	free(head);
+	if (n < 0)
+		return -1;
+	br_sha256_out(&ctx, h);
+	memcpy(out, "m:", 2);
+	hex32(h, out + 2);
+	return 0;
+}
+
+static int dele(struct sess *s, const struct msg *m)
+{
+	char line[32];
+	snprintf(line, sizeof line, "DELE %u", m->no);
+	int rc = cmd(s, line, 0, 0, NULL, NULL, 0, FETCH_REPLY_MS);
+	if (rc == 1)
+		s->st->deleted++;
+	else if (rc == 0)
+		log_msg(LOG_WARNING, &s->lf, "DELE %u refused: %.200s", m->no, s->r->status);
+	return rc < 0 ? -1 : 0;
+}
+
+/* The local users the spooled message goes to, into s->tv. 0 or -1. */
+static int targets(struct sess *s)
+{
+	s->ntargets = 0;
+	if (!s->multidrop) {
+		s->tv[s->ntargets++] = s->a->deliver_to;
+		return 0;
+	}
+	char *head = malloc(GUARD_HEAD_MAX);
+	if (!head)
+		return -1;
+	ssize_t n = pread(s->spool, head, GUARD_HEAD_MAX, 0);
+	int loop = 0, k = n < 0 ? -1 : multidrop_targets(head, (size_t)n, &s->users,
+		s->cfg->global.mail_domain, s->a->catch_all, s->targets, TARGETS_MAX, &loop);
+	free(head);
+	if (k <= 0)
+		return -1;
+	if (loop)
+		log_msg(LOG_WARNING, &s->lf, "mail loop suspected (too many Received: fields); "
+			"delivering to the catch-all %s only", s->a->catch_all);
+	for (int i = 0; i < k; i++)
+		s->tv[s->ntargets++] = s->targets[i];
+	return 0;
+}
+
+/* Delivers the spooled message under id, then records id. 0 or -1. */
+static int deliver_and_record(struct sess *s, const char *id)
+{
+	char key[UIDL_KEY_MAX], err[512];
+	if (uidl_key(s->a->h.name, id, key, sizeof key) < 0 || targets(s) < 0)
+		return -1;
+	int n = fetch_deliver(s->p, s->tv, s->ntargets, s->spool, key, err, sizeof err);
+	if (n < 0) {
+		log_msg(LOG_ERR, &s->lf, "delivery to %s%s failed: %s; left on the server",
+			s->tv[0], s->ntargets > 1 ? " and others" : "", err);
+		return -1;
+	}
+	if (uidl_record(&s->store, id, err, sizeof err) < 0) {
+		log_msg(LOG_ERR, &s->lf, "recording UIDL: %s; left on the server", err);
+		return -1;
+	}
+	fetch_forget_key(s->p, s->tv, s->ntargets, key);
+	if (n == 0)
+		log_msg(LOG_INFO, &s->lf, "uidl=%.70s already delivered before a restart", id);
+	return 0;
+}
+
+/* RETR into the spool. 1 retrieved, 0 skip this message, -1 connection. */
+static int retrieve(struct sess *s, const struct msg *m)
+{
+	char line[32];
+	if (spool_reset(s->spool) < 0) {
+		log_msg(LOG_ERR, &s->lf, "spool: %s", strerror(errno));
+		return -1;
+	}
+	snprintf(line, sizeof line, "RETR %u", m->no);
+	int rc = cmd(s, line, 0, 1, spool_sink, &s->spool, s->a->max_size, FETCH_IDLE_MS);
+	if (rc < 0)
+		return -1;	/* lost mid-RETR: nothing recorded, nothing deleted */
+	if (rc == 0) {
+		log_msg(LOG_WARNING, &s->lf, "RETR %u refused: %.200s", m->no, s->r->status);
+		return 0;
+	}
+	if (s->r->too_big) {
+		log_msg(LOG_WARNING, &s->lf, "message %u is larger than max-size %llu; "
+			"left on the server", m->no, (unsigned long long)s->a->max_size);
+		s->st->skipped_big++;
+		return 0;
+	}
+	return 1;
+}
+
+/* Checks the data partition; 0 go on, -1 stop (nothing is deleted). */
+static int space_ok(struct sess *s, const struct msg *m)
+{
+	int rc = maildir_fs_check(s->p->mail, m->size, FETCH_FS_RESERVE);
+	if (rc == 0)
+		return 0;
+	log_msg(LOG_ERR, &s->lf, "data partition %s; fetching stopped, messages stay on the server",
+		rc > 0 ? "nearly full" : "cannot be checked");
+	return -1;
+}
+
+/* One message. Returns 0 to go on, -1 to stop the session. */
+static int fetch_one(struct sess *s, const struct msg *m)
+{
+	if (m->dup) {
+		log_msg(LOG_WARNING, &s->lf, "message %u: UIDL %.70s listed twice; left on the server",
+			m->no, m->uid);
+		return 0;
+	}
+	if (!s->no_uidl && uidl_has(&s->store, m->uid)) {
+		s->st->already++;
+		return s->a->keep ? 0 : dele(s, m);
+	}
+	if (m->have_size && s->a->max_size && m->size > s->a->max_size) {
+		log_msg(LOG_WARNING, &s->lf, "message %u: %llu bytes, over max-size; left on the server",
+			m->no, (unsigned long long)m->size);
+		s->st->skipped_big++;
+		return 0;
+	}
+	if (space_ok(s, m) < 0)
+		return -1;
+	int rc = retrieve(s, m);
+	if (rc <= 0)
+		return rc;
+	char id[UIDL_ID_MAX + 1];
+	if (!s->no_uidl)
+		memcpy(id, m->uid, sizeof id);
+	else if (guard_id(s, id) < 0)
+		return -1;
+	if (s->no_uidl && uidl_has(&s->store, id)) {
+		s->st->already++;
+		return dele(s, m);
+	}
+	if (deliver_and_record(s, id) < 0)
+		return -1;
+	s->st->fetched++;
+	s->st->bytes += s->r->body_len;
+	log_msg(LOG_INFO, &s->lf, "message %u uidl=%.70s: %llu bytes delivered to %s%s", m->no, id,
+		(unsigned long long)s->r->body_len, s->tv[0], s->ntargets > 1 ? " and others" : "");
+	return s->a->keep ? 0 : dele(s, m);
+}
+
+/* ---- the session ---------------------------------------------------------- */
+
+static void quit(struct sess *s)
+{
+	/* RFC 1939 section 6: the deletions happen only now (UPDATE state). */
+	if (cmd(s, "QUIT", 0, 0, NULL, NULL, 0, FETCH_REPLY_MS) == 1)
+		s->st->committed = 1;
+	else
+		log_msg(LOG_WARNING, &s->lf, "QUIT not acknowledged: no message was deleted; "
+			"they are deleted next time without being delivered twice");
+}
+
+static int run(struct sess *s)
+{
+	char pw[FETCH_PASS_MAX + 1], err[256];
+	if (s->multidrop && users_load(&s->users, s->p->users, err, sizeof err) < 0) {
+		log_msg(LOG_ERR, &s->lf, "multidrop: %s", err);
+		return -1;
+	}
+	if (read_password(s, pw, sizeof pw) < 0 || tls_setup(s) < 0)
+		return -1;
+	int rc = open_session(s);
+	if (rc == 0)
+		rc = login(s, pw);
+	memset(pw, 0, sizeof pw);
+	if (rc == 0)
+		rc = list_messages(s);
+	if (rc < 0)
+		return -1;
+	if (!s->no_uidl)
+		prune(s);
+	s->spool = spool_open(s->store.dir);
+	if (s->spool < 0) {
+		log_msg(LOG_ERR, &s->lf, "spool in %s: %s", s->store.dir, strerror(errno));
+		return -1;
+	}
+	for (size_t i = 0; i < s->nm && rc == 0; i++)
+		rc = fetch_one(s, &s->m[i]);
+	if (s->c->fd >= 0 && (rc == 0 || s->r->st == POP3_R_DONE))
+		quit(s);
+	return rc;
+}
+
+static int sess_alloc(struct sess *s)
+{
+	s->c = calloc(1, sizeof *s->c);
+	s->r = calloc(1, sizeof *s->r);
+	s->lines = calloc(1, sizeof *s->lines);
+	if (s->c)
+		s->c->fd = -1;
+	return s->c && s->r && s->lines ? 0 : -1;
+}
+
+static void sess_free(struct sess *s)
+{
+	if (s->c)
+		conn_close(s->c);
+	if (s->spool >= 0)
+		close(s->spool);
+	uidl_close(&s->store);
+	if (s->tcfg.anchors)
+		pem_anchors_free(&s->anchors);
+	free(s->c);
+	free(s->r);
+	free(s->lines);
+	free(s->m);
+	free(s->sorted);
+	users_free(&s->users);
+}
+
+int fetch_account(const struct fetch_paths *p, const struct config *cfg,
+	const struct config_account *a, struct fetch_stats *st)
+{
+	struct sess *s = calloc(1, sizeof *s);
+	if (!s)
+		return -1;
+	memset(st, 0, sizeof *st);
+	s->p = p;
+	s->cfg = cfg;
+	s->a = a;
+	s->multidrop = strcmp(a->deliver_to, "multidrop") == 0;
+	users_init(&s->users);
+	s->st = st;
+	s->spool = -1;
+	s->store.fd = s->store.lockfd = -1;
+	log_fields_init(&s->lf);
+	log_set_user(&s->lf, a->h.name);
+	snprintf(s->lf.peer, sizeof s->lf.peer, "%.40s:%u", a->server, (unsigned)a->port);
+	char err[512];
+	int rc = -1;
+	if (sess_alloc(s) == 0) {
+		rc = uidl_open(&s->store, p->fetch, a->h.name, err, sizeof err);
+		if (rc < 0)
+			log_msg(LOG_ERR, &s->lf, "fetch state: %s", err);
+		else if (rc == 1)
+			log_msg(LOG_INFO, &s->lf, "another fetch of this account is running");
+		else
+			rc = run(s);
+	}
+	sess_free(s);
+	free(s);
+	return rc;
+}

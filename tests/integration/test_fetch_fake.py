@@ -1,0 +1,479 @@
+"""fetchd against a scripted POP3 server (Python, in this file) that records
+every byte it receives: the cases a real Dovecot will not produce.
+
+- no STLS offered, a wrong host name, a wrong pin: the password (and no
+  USER/PASS/AUTH command) ever reaches the server;
+- STLS response injection (RFC 2595 section 4, DESIGN.md): capabilities sent
+  in clear together with the STLS answer are not believed after TLS;
+- a connection lost in the middle of RETR, malformed listings: nothing is
+  delivered twice, nothing is deleted, the next fetch completes;
+- a server without UIDL: delete mode works with the Message-ID guard; keep
+  mode is refused with a clear message.
+"""
+import base64
+import hashlib
+import os
+import pathlib
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "peers" / "dovecot"))
+from provider import make_cert  # noqa: E402
+
+PASSWORD = "s3cret-Pa55word-xyzzy"
+MSGS = [b"Subject: m%d\nMessage-ID: <m%d@remote.test>\n\nbody %d\n.dot\n" % (i, i, i)
+        for i in range(1, 4)]
+
+
+class FakePop3:
+    """One POP3 server thread. Options: stls (offer STLS), implicit (TLS
+    from the first byte), uidl (support UIDL), inject (after the STLS +OK,
+    send a fake CAPA answer in the same segment), cut_retr (message number
+    whose RETR is cut off half-way, once), bad_uidl (garbage listing),
+    sasl (offer SASL PLAIN after TLS)."""
+
+    def __init__(self, cert, key, msgs, stls=True, implicit=False, uidl=True, inject=False,
+                 cut_retr=None, bad_uidl=False, sasl=False, drop_quit=False):
+        self.cert, self.key = cert, key
+        self.msgs = list(msgs)
+        self.stls, self.implicit, self.uidl = stls, implicit, uidl
+        self.inject, self.cut_retr, self.bad_uidl, self.sasl = inject, cut_retr, bad_uidl, sasl
+        self.drop_quit = drop_quit
+        self.raw = b""
+        self.cmds = []
+        self.tls_failed = False
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(5)
+        self.port = self.sock.getsockname()[1]
+        self.stop_flag = False
+        self.t = threading.Thread(target=self.serve, daemon=True)
+        self.t.start()
+
+    def ctx(self):
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        c.load_cert_chain(self.cert, self.key)
+        return c
+
+    def serve(self):
+        self.sock.settimeout(0.2)
+        while not self.stop_flag:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            conn.settimeout(10)
+            try:
+                self.session(conn)
+            except (OSError, ssl.SSLError):
+                pass
+            finally:
+                conn.close()
+
+    def close(self):
+        self.stop_flag = True
+        self.t.join(5)
+        self.sock.close()
+
+    def readline(self, f):
+        line = f.readline(2000)
+        self.raw += line
+        if not line:
+            raise EOFError
+        self.cmds.append(line.decode("latin-1").rstrip("\r\n"))
+        return self.cmds[-1]
+
+    def session(self, conn):
+        tls = False
+        if self.implicit:
+            try:
+                conn = self.ctx().wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):
+                self.tls_failed = True
+                self.raw += self.drain(conn)
+                return
+            tls = True
+        f = conn.makefile("rb")
+        w = lambda b: conn.sendall(b)  # noqa: E731
+        w(b"+OK fake POP3 ready\r\n")
+        deleted = set()
+        try:
+            while True:
+                line = self.readline(f)
+                verb = line.split(" ")[0].upper()
+                if verb == "CAPA":
+                    caps = ["TOP", "USER", "RESP-CODES"]
+                    if self.uidl:
+                        caps.append("UIDL")
+                    if self.stls and not tls:
+                        caps.append("STLS")
+                    if self.sasl and tls:
+                        caps.append("SASL PLAIN")
+                    w(b"+OK\r\n" + b"".join(c.encode() + b"\r\n" for c in caps) + b".\r\n")
+                elif verb == "STLS" and self.stls and not tls:
+                    extra = b"+OK\r\nSASL PLAIN\r\nUSER\r\n.\r\n" if self.inject else b""
+                    w(b"+OK begin TLS\r\n" + extra)
+                    try:
+                        conn = self.ctx().wrap_socket(conn, server_side=True)
+                    except (ssl.SSLError, OSError):
+                        self.tls_failed = True
+                        self.raw += self.drain(conn)
+                        return
+                    tls = True
+                    f = conn.makefile("rb")
+                    w = lambda b: conn.sendall(b)  # noqa: E731
+                elif verb in ("USER", "PASS"):
+                    w(b"+OK\r\n" if tls else b"-ERR [AUTH] TLS required\r\n")
+                elif verb == "AUTH":
+                    w(b"+OK logged in\r\n")
+                elif verb == "UIDL" and self.uidl:
+                    if self.bad_uidl:
+                        w(b"+OK\r\n1 has space\r\n.\r\n")
+                        continue
+                    w(b"+OK\r\n" + b"".join(b"%d %s\r\n" % (i + 1, self.uid(m))
+                                            for i, m in enumerate(self.msgs)) + b".\r\n")
+                elif verb == "LIST":
+                    w(b"+OK\r\n" + b"".join(b"%d %d\r\n" % (i + 1, len(m) + m.count(b"\n"))
+                                            for i, m in enumerate(self.msgs)) + b".\r\n")
+                elif verb == "RETR":
+                    n = int(line.split()[1])
+                    body = self.wire(self.msgs[n - 1])
+                    if self.cut_retr == n:
+                        self.cut_retr = None
+                        w(b"+OK\r\n" + body[:len(body) // 2])
+                        return
+                    w(b"+OK\r\n" + body + b".\r\n")
+                elif verb == "DELE":
+                    deleted.add(int(line.split()[1]))
+                    w(b"+OK\r\n")
+                elif verb == "QUIT":
+                    if self.drop_quit:
+                        return
+                    self.msgs = [m for i, m in enumerate(self.msgs) if i + 1 not in deleted]
+                    w(b"+OK bye\r\n")
+                    return
+                else:
+                    w(b"-ERR unknown\r\n")
+        except EOFError:
+            return
+
+    @staticmethod
+    def uid(m):
+        """Unique per message and never reused (RFC 1939 section 7)."""
+        return hashlib.sha1(m).hexdigest()[:20].encode()
+
+    @staticmethod
+    def wire(m):
+        out = []
+        for ln in m.split(b"\n")[:-1] if m.endswith(b"\n") else m.split(b"\n"):
+            out.append((b"." + ln if ln.startswith(b".") else ln) + b"\r\n")
+        return b"".join(out)
+
+    @staticmethod
+    def drain(conn):
+        try:
+            conn.settimeout(1)
+            return conn.recv(65536)
+        except OSError:
+            return b""
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("certs")
+    good = make_cert(d, "good", san="DNS:localhost,IP:127.0.0.1")
+    other = make_cert(d, "other", san="DNS:other.example", cn="other.example")
+    return {"good": good, "other": other}
+
+
+def setup_box(tmp_path, port, **kw):
+    data = tmp_path / "data"
+    for d in ("etc", "secrets", "mail", "fetch"):
+        (data / d).mkdir(parents=True, exist_ok=True)
+    (data / "secrets" / "acme.pass").write_text(PASSWORD + "\n")
+    a = {"server": "127.0.0.1", "port": port, "tls": "stls", "user": "alice",
+         "password-file": "acme.pass", "deliver-to": "anna"}
+    a.update(kw)
+    (data / "etc" / "postern.conf").write_text(
+        "mail-domain example.com\n[account acme]\n" + "".join(f"{k} {v}\n" for k, v in a.items()))
+    return data
+
+
+def fetch(hostbin, data):
+    return subprocess.run([hostbin("fetchd"), "--once", "-d", str(data)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def delivered(data, user="anna"):
+    out = []
+    for sub in ("new", "cur"):
+        d = data / "mail" / user / sub
+        if d.exists():
+            out += [f.read_bytes() for f in d.iterdir()]
+    return sorted(out)
+
+
+def assert_no_credentials(srv):
+    assert PASSWORD.encode() not in srv.raw
+    assert base64.b64encode(b"\0alice\0" + PASSWORD.encode()) not in srv.raw
+    for c in srv.cmds:
+        assert c.split(" ")[0].upper() not in ("USER", "PASS", "AUTH"), srv.cmds
+
+
+def test_no_stls_no_password(tmp_path, certs, hostbin):
+    crt, key, pin = certs["good"]
+    srv = FakePop3(crt, key, MSGS, stls=False)
+    try:
+        r = fetch(hostbin, setup_box(tmp_path, srv.port, verify="pin", pin=pin))
+    finally:
+        srv.close()
+    assert r.returncode == 111
+    assert "does not offer STLS; not sending the password" in r.stderr
+    assert srv.cmds[:1] == ["CAPA"]
+    assert_no_credentials(srv)
+
+
+def test_wrong_host_name_no_password(tmp_path, certs, hostbin):
+    crt, key, _ = certs["other"]
+    srv = FakePop3(crt, key, MSGS)
+    try:
+        r = fetch(hostbin, setup_box(tmp_path, srv.port, server="localhost", verify="ca",
+                                     **{"ca-file": crt}))
+    finally:
+        srv.close()
+    assert r.returncode == 111, r.stderr
+    assert "not sending the password" in r.stderr
+    assert srv.tls_failed
+    assert_no_credentials(srv)
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["stls", "implicit"])
+def test_wrong_pin_no_password(tmp_path, certs, hostbin, implicit):
+    crt, key, pin = certs["good"]
+    _, _, other_pin = certs["other"]
+    srv = FakePop3(crt, key, MSGS, implicit=implicit)
+    try:
+        r = fetch(hostbin, setup_box(tmp_path, srv.port, verify="pin", pin=other_pin,
+                                     tls="implicit" if implicit else "stls"))
+    finally:
+        srv.close()
+    assert r.returncode == 111
+    assert "does not match the pin" in r.stderr and pin in r.stderr
+    assert srv.tls_failed
+    assert_no_credentials(srv)
+    assert delivered(tmp_path / "data") == []
+
+
+def test_stls_injection_ignored(tmp_path, certs, hostbin):
+    """The server's (or an attacker's) bytes sent in clear behind the STLS
+    answer claim SASL PLAIN; after TLS the real CAPA does not: the client
+    must log in with USER/PASS, having discarded the clear-text bytes."""
+    crt, key, pin = certs["good"]
+    srv = FakePop3(crt, key, MSGS, inject=True)
+    try:
+        r = fetch(hostbin, setup_box(tmp_path, srv.port, verify="pin", pin=pin))
+    finally:
+        srv.close()
+    assert r.returncode == 0, r.stderr
+    verbs = [c.split(" ")[0] for c in srv.cmds]
+    assert verbs[:5] == ["CAPA", "STLS", "CAPA", "USER", "PASS"], srv.cmds
+    assert "AUTH" not in verbs
+    assert delivered(tmp_path / "data") == sorted(MSGS)
+
+
+def test_auth_plain_after_tls(tmp_path, certs, hostbin):
+    crt, key, pin = certs["good"]
+    srv = FakePop3(crt, key, MSGS, sasl=True)
+    try:
+        r = fetch(hostbin, setup_box(tmp_path, srv.port, verify="pin", pin=pin))
+    finally:
+        srv.close()
+    assert r.returncode == 0, r.stderr
+    auth = [c for c in srv.cmds if c.startswith("AUTH")]
+    assert auth == ["AUTH PLAIN " + base64.b64encode(b"\0alice\0" + PASSWORD.encode()).decode()]
+    assert PASSWORD not in r.stderr + r.stdout
+
+
+def test_lost_connection_mid_retr(tmp_path, certs, hostbin):
+    crt, key, pin = certs["good"]
+    srv = FakePop3(crt, key, MSGS, cut_retr=2)
+    try:
+        data = setup_box(tmp_path, srv.port, verify="pin", pin=pin)
+        r = fetch(hostbin, data)
+        assert r.returncode == 111
+        assert "connection closed by the server" in r.stderr
+        # Message 1 was delivered and recorded, its DELE never committed.
+        assert delivered(data) == [MSGS[0]]
+        assert len(srv.msgs) == 3
+        r = fetch(hostbin, data)
+        assert r.returncode == 0, r.stderr
+        assert "2 fetched" in r.stdout and "1 delivered before" in r.stdout, r.stdout
+        assert delivered(data) == sorted(MSGS)
+        assert srv.msgs == []
+    finally:
+        srv.close()
+
+
+def test_malformed_uidl_listing(tmp_path, certs, hostbin):
+    crt, key, pin = certs["good"]
+    srv = FakePop3(crt, key, MSGS, bad_uidl=True)
+    try:
+        data = setup_box(tmp_path, srv.port, verify="pin", pin=pin)
+        r = fetch(hostbin, data)
+    finally:
+        srv.close()
+    assert r.returncode == 111
+    assert "UIDL listing malformed" in r.stderr
+    assert delivered(data) == [] and len(srv.msgs) == 3
+    assert not any(c.startswith(("RETR", "DELE")) for c in srv.cmds)
+
+
+def test_no_uidl_keep_refused(tmp_path, certs, hostbin):
+    crt, key, pin = certs["good"]
+    srv = FakePop3(crt, key, MSGS, uidl=False)
+    try:
+        data = setup_box(tmp_path, srv.port, verify="pin", pin=pin, keep="yes")
+        r = fetch(hostbin, data)
+    finally:
+        srv.close()
+    assert r.returncode == 111
+    assert "does not support UIDL: keep mode" in r.stderr
+    assert not any(c.startswith("RETR") for c in srv.cmds)
+
+
+def test_no_uidl_delete_mode_guard(tmp_path, certs, hostbin):
+    """Without UIDL, a QUIT that never commits re-serves the same messages:
+    the Message-ID guard keeps them from being delivered twice."""
+    crt, key, pin = certs["good"]
+    srv = FakePop3(crt, key, MSGS, uidl=False, drop_quit=True)
+    try:
+        data = setup_box(tmp_path, srv.port, verify="pin", pin=pin)
+        r = fetch(hostbin, data)
+        assert "3 fetched" in r.stdout, r.stdout + r.stderr
+        assert len(srv.msgs) == 3  # QUIT not committed
+        srv.drop_quit = False
+        r = fetch(hostbin, data)
+        assert r.returncode == 0, r.stderr
+        assert "0 fetched" in r.stdout and "3 delivered before" in r.stdout, r.stdout
+        assert srv.msgs == []
+        assert delivered(data) == sorted(MSGS)
+    finally:
+        srv.close()
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 72 MiB tmpfs (fetchd keeps FETCH_FS_RESERVE = 64 MiB free)."""
+    d = tmp_path / "small"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=72m", "tmpfs", str(d)],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here: " + r.stderr.decode(errors="replace"))
+    yield d
+    subprocess.run(["umount", "-l", str(d)])
+
+
+def test_nearly_full_stops_without_deleting(small_fs, certs, hostbin):
+    crt, key, pin = certs["good"]
+    srv = FakePop3(crt, key, MSGS[:1])
+    try:
+        data = setup_box(small_fs, srv.port, verify="pin", pin=pin)
+        r = fetch(hostbin, data)
+        assert r.returncode == 0 and "1 fetched" in r.stdout, r.stdout + r.stderr
+        assert srv.msgs == []
+        # Fill the partition to below the reserve; new mail must stay put.
+        with open(small_fs / "filler", "wb") as f:
+            f.write(b"\0" * (12 * 1024 * 1024))
+        srv.msgs = MSGS[1:]
+        r = fetch(hostbin, data)
+        assert r.returncode == 111
+        assert "nearly full; fetching stopped" in r.stderr
+        assert len(srv.msgs) == 2
+        assert not any(c.startswith(("RETR 1", "DELE")) for c in srv.cmds[-6:])
+        assert delivered(data) == [MSGS[0]]
+    finally:
+        srv.close()
+
+
+def test_multidrop(tmp_path, certs, hostbin):
+    crt, key, pin = certs["good"]
+    hops = b"".join(b"Received: from hop%d by x; Tue, 14 Nov 2023 22:13:20 +0000\n" % i
+                    for i in range(60))
+    msgs = {
+        "envelope-first": b"Delivered-To: anna@example.com\nTo: bob@example.com\n\n1\n",
+        "alias": b"X-Original-To: sales@example.com\nTo: list@lists.test\n\n2\n",
+        "to-cc": b'To: "Anna, A." <anna@example.com>,\n (c) carl@Example.com\nCc: bob@example.com\n\n3\n',
+        "list": b"To: team@example.com\nSubject: team\n\n4\n",
+        "unknown": b"To: stranger@example.com, other@elsewhere.test\n\n5\n",
+        "loop": hops + b"Delivered-To: carl@example.com\n\n6\n",
+        "plus": b"To: ANNA+news@Example.COM\n\n7\n",
+    }
+    want = {
+        "anna": ["envelope-first", "to-cc", "list", "plus"],
+        "bob": ["alias", "to-cc", "list"],
+        "carl": ["to-cc"],
+        "admin": ["unknown", "loop"],
+    }
+    srv = FakePop3(crt, key, list(msgs.values()))
+    try:
+        data = setup_box(tmp_path, srv.port, verify="pin", pin=pin,
+                         **{"deliver-to": "multidrop", "catch-all": "admin"})
+        (data / "etc" / "users").write_text(
+            "user anna user !\nuser bob user !\nuser carl user !\nuser admin admin !\n"
+            "alias sales bob\nlist team anna bob\n")
+        r = fetch(hostbin, data)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "mail loop suspected" in r.stderr
+        for user, names in want.items():
+            assert delivered(data, user) == sorted(msgs[n] for n in names), user
+        assert srv.msgs == []
+    finally:
+        srv.close()
+
+
+def wait_for(pred, timeout=20):
+    import time
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_daemon_polls_on_demand(tmp_path, certs, hostbin):
+    """The daemon polls at start, on SIGUSR1 and when the control file
+    fetch/poll-now appears, not otherwise (poll 1h); SIGTERM stops it."""
+    import signal
+    crt, key, pin = certs["good"]
+    srv = FakePop3(crt, key, MSGS[:1])
+    data = setup_box(tmp_path, srv.port, verify="pin", pin=pin, poll="1h")
+    p = subprocess.Popen([hostbin("fetchd"), "-f", "-d", str(data)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # (wait for the QUIT too: the fake server commits DELEs then)
+        assert wait_for(lambda: len(delivered(data)) == 1 and not srv.msgs)
+        srv.msgs = [MSGS[1]]
+        p.send_signal(signal.SIGUSR1)
+        assert wait_for(lambda: len(delivered(data)) == 2 and not srv.msgs)
+        srv.msgs = [MSGS[2]]
+        (data / "fetch" / "poll-now").write_text("")
+        assert wait_for(lambda: len(delivered(data)) == 3)
+        assert not (data / "fetch" / "poll-now").exists()
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=20) == 0
+        assert delivered(data) == sorted(MSGS)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+        srv.close()
