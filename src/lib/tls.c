@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "der.h"
+#include "evloop.h"
 #include "tls.h"
 
 /* Smallest RSA key accepted from a server, in bytes (2048 bits). */
@@ -383,16 +384,43 @@ static const br_x509_class tls_x509_vtable = {
 
 /* ---- starting connections ------------------------------------------------ */
 
-static void tls_engine_common(struct tls_conn *c)
+/* Gives the engine its record buffer. Split by hand: BearSSL 0.6's
+ * br_ssl_engine_set_buffer(..., 1) lets the two halves overlap by 240
+ * bytes (its output half starts at buf + w, not buf + len - w). */
+static int tls_set_buffer(struct tls_conn *c, unsigned char *buf, size_t len)
+{
+	c->buf_len = len;
+	if (len < TLS_BUF_MONO) {
+		tls_seterr(c, "TLS record buffer too small (%zu bytes, need %d)", len,
+			TLS_BUF_MONO);
+		return -1;
+	}
+	if (len < TLS_BUF_SMALL_BIDI) {
+		c->half_duplex = 1;
+		br_ssl_engine_set_buffers_bidi(c->eng, buf, len, NULL, 0);
+	} else {
+		br_ssl_engine_set_buffers_bidi(c->eng, buf, BR_SSL_BUFSIZE_INPUT,
+			buf + BR_SSL_BUFSIZE_INPUT, len - BR_SSL_BUFSIZE_INPUT);
+	}
+	return 0;
+}
+
+static int tls_engine_common(struct tls_conn *c, void *buf, size_t len)
 {
 	br_ssl_engine_set_versions(c->eng, BR_TLS12, BR_TLS12);
 	br_ssl_engine_set_suites(c->eng, tls_suites, sizeof tls_suites / sizeof tls_suites[0]);
-	br_ssl_engine_set_buffer(c->eng, c->iobuf, sizeof c->iobuf, 1);
+	return tls_set_buffer(c, buf, len);
 }
 
 int tls_server_start(struct tls_conn *c, const struct tls_server_config *cfg)
 {
-	memset(c, 0, offsetof(struct tls_conn, iobuf));
+	return tls_server_start_buf(c, cfg, c->iobuf, sizeof c->iobuf);
+}
+
+int tls_server_start_buf(struct tls_conn *c, const struct tls_server_config *cfg,
+	void *buf, size_t len)
+{
+	memset(c, 0, TLS_CONN_BASE_SIZE);
 	c->eng = &c->u.srv.eng;
 	if (cfg->key.type == BR_KEYTYPE_EC)
 		br_ssl_server_init_full_ec(&c->u.srv, cfg->chain.certs, cfg->chain.count,
@@ -400,7 +428,8 @@ int tls_server_start(struct tls_conn *c, const struct tls_server_config *cfg)
 	else
 		br_ssl_server_init_full_rsa(&c->u.srv, cfg->chain.certs, cfg->chain.count,
 			pem_key_rsa(&cfg->key));
-	tls_engine_common(c);
+	if (tls_engine_common(c, buf, len) < 0)
+		return -1;
 	if (!br_ssl_server_reset(&c->u.srv)) {
 		tls_seterr(c, "TLS server start failed (BearSSL error %d)",
 			br_ssl_engine_last_error(c->eng));
@@ -420,7 +449,13 @@ static void tls_set_clock(struct tls_conn *c, const struct tls_client_config *cf
 int tls_client_start(struct tls_conn *c, const struct tls_client_config *cfg,
 	const char *server_name)
 {
-	memset(c, 0, offsetof(struct tls_conn, iobuf));
+	return tls_client_start_buf(c, cfg, server_name, c->iobuf, sizeof c->iobuf);
+}
+
+int tls_client_start_buf(struct tls_conn *c, const struct tls_client_config *cfg,
+	const char *server_name, void *buf, size_t len)
+{
+	memset(c, 0, TLS_CONN_BASE_SIZE);
 	c->is_client = 1;
 	c->eng = &c->u.cli.eng;
 	if (!cfg->anchors && !cfg->have_pin) {
@@ -438,7 +473,8 @@ int tls_client_start(struct tls_conn *c, const struct tls_client_config *cfg,
 	c->x509.vtable = &tls_x509_vtable;
 	c->x509.cfg = cfg;
 	br_ssl_engine_set_x509(c->eng, &c->x509.vtable);
-	tls_engine_common(c);
+	if (tls_engine_common(c, buf, len) < 0)
+		return -1;
 	if (!br_ssl_client_reset(&c->u.cli, server_name, 0)) {
 		tls_seterr(c, "TLS client start failed (BearSSL error %d)",
 			br_ssl_engine_last_error(c->eng));
@@ -543,6 +579,11 @@ int tls_finished(struct tls_conn *c)
 	return (tls_state(c) & BR_SSL_CLOSED) || c->failed || c->transport_eof;
 }
 
+int tls_app_pending(const struct tls_conn *c)
+{
+	return c->eng && (br_ssl_engine_current_state(c->eng) & BR_SSL_RECVAPP) != 0;
+}
+
 /* Turns what tls_write queued into a record. Done when ciphertext is taken,
  * not per write: while a record waits to be sent the engine accepts no
  * application data, so consecutive writes share a record. */
@@ -641,7 +682,8 @@ ssize_t tls_write(struct tls_conn *c, const void *data, size_t len)
 	unsigned char *buf;
 	size_t room;
 
-	if (c->failed || (st & BR_SSL_CLOSED) || c->transport_eof || c->close_pending) {
+	if (c->failed || (st & BR_SSL_CLOSED) || c->transport_eof || c->close_pending
+	    || c->send_error) {
 		errno = c->failed ? EPROTO : EPIPE;
 		return -1;
 	}
@@ -666,23 +708,28 @@ void tls_close(struct tls_conn *c)
 
 /* ---- socket pump ----------------------------------------------------------- */
 
-/* Writes pending records; returns 1 on progress, 0 if it would block, -1. */
+/* Writes pending records; returns 1 on progress, 0 if it would block. After
+ * a send error (the peer closed: EPIPE, ECONNRESET) records are dropped
+ * instead, so that the engine can still decrypt what the peer sent before
+ * it went away; the pump fails the connection once that is read. */
 static int tls_pump_send(struct tls_conn *c, int fd)
 {
 	size_t len;
 	unsigned char *buf = br_ssl_engine_sendrec_buf(c->eng, &len);
-	ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+	ssize_t n = c->send_error ? -1 : send(fd, buf, len, MSG_NOSIGNAL);
 
 	if (n > 0) {
 		br_ssl_engine_sendrec_ack(c->eng, (size_t)n);
 		return 1;
 	}
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+	if (n < 0 && !c->send_error && (errno == EAGAIN || errno == EWOULDBLOCK))
 		return 0;
-	if (n < 0 && errno == EINTR)
+	if (n < 0 && !c->send_error && errno == EINTR)
 		return 1;
-	tls_seterr(c, "TLS send failed: %s", n < 0 ? strerror(errno) : "no progress");
-	return -1;
+	if (!c->send_error)
+		c->send_error = n < 0 ? errno : EPIPE;
+	br_ssl_engine_sendrec_ack(c->eng, len);
+	return 1;
 }
 
 /* Reads records; returns 1 on progress, 0 if it would block, -1 at EOF or error. */
@@ -710,33 +757,44 @@ static int tls_pump_recv(struct tls_conn *c, int fd)
 	return -1;
 }
 
+/* The end of a pump whose transport is over: -1 only once the application
+ * has taken every decrypted byte, so a final record is never lost. */
+static int tls_pump_over(struct tls_conn *c)
+{
+	if (tls_app_pending(c))
+		return 0;
+	/* The peer's close_notify ends the stream cleanly even if ours could
+	 * not be sent back: it had closed its socket already. */
+	if (c->send_error && !((tls_state(c) & BR_SSL_CLOSED)
+			       && br_ssl_engine_last_error(c->eng) == BR_ERR_OK))
+		tls_seterr(c, "TLS send failed: %s", strerror(c->send_error));
+	return -1;
+}
+
 int tls_pump(struct tls_conn *c, int fd)
 {
 	for (;;) {
 		unsigned st;
+		int want = 0, progress = 0, r;
 
 		tls_progress(c);
 		st = tls_state(c);
-		int want = 0, progress = 0, r;
-
 		if ((st & BR_SSL_CLOSED) || c->failed || c->transport_eof)
-			return -1;
+			return tls_pump_over(c);
 		if (st & BR_SSL_SENDREC) {
 			r = tls_pump_send(c, fd);
-			if (r < 0)
-				return -1;
 			progress |= r;
 			want |= r ? 0 : POLLOUT;
 		}
 		if (st & BR_SSL_RECVREC) {
 			r = tls_pump_recv(c, fd);
 			if (r < 0)
-				return -1;
+				return tls_pump_over(c);
 			progress |= r;
 			want |= r ? 0 : POLLIN;
 		}
 		if (!progress)
-			return want;
+			return c->send_error ? tls_pump_over(c) : want;
 	}
 }
 
@@ -744,10 +802,7 @@ int tls_pump(struct tls_conn *c, int fd)
 
 int64_t tls_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return evl_clock_ms();
 }
 
 /* Waits for events on fd until the deadline; 0, or -1 with the error set. */
@@ -835,8 +890,8 @@ static int tls_flush_fd(struct tls_conn *c, int fd, int64_t deadline_ms)
 
 		if (!(br_ssl_engine_current_state(c->eng) & BR_SSL_SENDREC))
 			return c->failed ? -1 : 0;
-		if (ev < 0)
-			return -1;
+		if (ev < 0 || c->failed || c->transport_eof)
+			return -1;	/* (0 with unread data: the socket is gone) */
 		if (tls_wait(c, fd, POLLOUT, deadline_ms, "a TLS write") < 0)
 			return -1;
 	}

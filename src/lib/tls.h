@@ -27,9 +27,19 @@
  * rejected server never receives an application byte; the error text then
  * names the SPKI fingerprint the server presented.
  *
- * Memory: a struct tls_conn holds everything for one connection (about 40
- * KB, no heap). It points into itself: never copy it after starting it.
- * Configurations are shared read-only by all connections.
+ * Memory: a struct tls_conn holds everything for one connection (no heap).
+ * It points into itself: never copy it after starting it. Configurations
+ * are shared read-only by all connections. Sizes on x86_64 (BearSSL 0.6,
+ * gcc and musl alike; docs/TLS.md has the table):
+ *
+ *   tls_server_start / tls_client_start     sizeof(struct tls_conn) 42080
+ *     built-in buffer of TLS_BUF_BIDI (33178 bytes), full duplex
+ *   tls_*_start_buf, TLS_BUF_MONO           TLS_CONN_SIZE(16709)    25605
+ *     half duplex: one record in flight, either way, at a time
+ *   tls_*_start_buf, TLS_BUF_SMALL_BIDI     TLS_CONN_SIZE(17306)    26202
+ *     full duplex, outgoing records of at most 512 bytes
+ *
+ * TLS_CONN_BASE_SIZE (8896) is the part before the built-in buffer.
  */
 #ifndef POSTERN_TLS_H
 #define POSTERN_TLS_H
@@ -46,6 +56,15 @@
 #define TLS_ERR_MAX 320
 /* Record buffer per connection: full-size records both ways. */
 #define TLS_IOBUF_SIZE BR_SSL_BUFSIZE_BIDI
+/* Record buffer sizes for tls_server_start_buf / tls_client_start_buf.
+ * Incoming records may be 16 KB whatever we ask (a server cannot make a
+ * client send less), so TLS_BUF_MONO is the least that works with any
+ * peer. From TLS_BUF_SMALL_BIDI on, the buffer is split: 16709 bytes for
+ * incoming records, the rest for outgoing ones (full duplex). */
+#define TLS_BUF_MONO BR_SSL_BUFSIZE_MONO
+#define TLS_BUF_BIDI BR_SSL_BUFSIZE_BIDI
+#define TLS_BUF_OUT_MIN (512 + 85)	/* a 512-byte record and its overhead */
+#define TLS_BUF_SMALL_BIDI (BR_SSL_BUFSIZE_INPUT + TLS_BUF_OUT_MIN)
 /* A SHA-256 pin in hex, with its NUL. */
 #define TLS_PIN_HEX 65
 
@@ -115,8 +134,23 @@ struct tls_conn {
 	int unflushed;		/* tls_write queued data not yet in a record */
 	int close_pending;	/* tls_close waits for queued records */
 	char err[TLS_ERR_MAX];
+	size_t buf_len;		/* the record buffer in use (iobuf or the caller's) */
+	int half_duplex;	/* one buffer for both directions */
+	int send_error;		/* errno of a failed send; reading goes on */
+	/* Must stay last: a connection started with a caller's buffer never
+	 * touches it (see TLS_CONN_SIZE). */
 	unsigned char iobuf[TLS_IOBUF_SIZE];
 };
+
+/* Bytes of a struct tls_conn before its built-in buffer. */
+#define TLS_CONN_BASE_SIZE offsetof(struct tls_conn, iobuf)
+/* Memory for a connection whose buffer of buflen bytes follows it in one
+ * allocation: c = malloc(TLS_CONN_SIZE(n)), buffer (unsigned char *)c +
+ * TLS_CONN_BASE_SIZE. Such a short struct tls_conn must come from malloc
+ * (never a declared object) and be used through these functions only: a
+ * compiler that sees the allocation rejects member accesses
+ * (-Warray-bounds). */
+#define TLS_CONN_SIZE(buflen) (TLS_CONN_BASE_SIZE + (buflen))
 
 /* Starts a server connection (the caller then feeds the ClientHello).
  * Returns 0, or -1 with tls_error(). */
@@ -128,6 +162,18 @@ int tls_server_start(struct tls_conn *c, const struct tls_server_config *cfg);
 int tls_client_start(struct tls_conn *c, const struct tls_client_config *cfg,
 	const char *server_name);
 
+/* The same with the caller's record buffer of len bytes instead of the
+ * built-in one: len at least TLS_BUF_MONO; below TLS_BUF_SMALL_BIDI the
+ * buffer serves both directions in turn (half duplex), from it on it is
+ * split (full duplex; see TLS_BUF_*). buf must stay valid and unshared for
+ * the life of the connection; iobuf is not used, so c may be allocated with
+ * TLS_CONN_SIZE(0) bytes when buf is elsewhere. Returns 0, or -1 with
+ * tls_error(). */
+int tls_server_start_buf(struct tls_conn *c, const struct tls_server_config *cfg,
+	void *buf, size_t len);
+int tls_client_start_buf(struct tls_conn *c, const struct tls_client_config *cfg,
+	const char *server_name, void *buf, size_t len);
+
 /* The error text of a failed connection ("" while all is well). */
 const char *tls_error(const struct tls_conn *c);
 
@@ -138,8 +184,15 @@ int tls_peer_pin(const struct tls_conn *c, char out[TLS_PIN_HEX]);
 /* 1 once the handshake has completed. */
 int tls_established(struct tls_conn *c);
 
-/* 1 when the connection is over: closed cleanly or failed. */
+/* 1 when the connection is over: closed cleanly or failed. Decrypted data
+ * may still wait for tls_read (see tls_app_pending). */
 int tls_finished(struct tls_conn *c);
+
+/* Nonzero when decrypted application bytes wait in the engine (BearSSL's
+ * BR_SSL_RECVAPP): tls_read returns them at once. No socket event will
+ * announce them, so an event loop must read now (or arm a zero-delay
+ * timer) instead of waiting on the descriptor. On a started connection. */
+int tls_app_pending(const struct tls_conn *c);
 
 /* ---- 1. engine core: byte arrays in and out ----------------------------- */
 
@@ -175,12 +228,24 @@ void tls_close(struct tls_conn *c);
  * either would block. Returns the poll() events to wait for (POLLIN and/or
  * POLLOUT; 0 when the engine waits for the application: read or write
  * plaintext), or -1 when the connection is finished (clean close: tls_error
- * is ""). */
+ * is "").
+ *
+ * Contract for an event loop (no decrypted byte is ever lost):
+ * - After each tls_pump, call tls_read until it returns -1 with EAGAIN (or
+ *   0 / -1 EPROTO: the end). While tls_app_pending(c), tls_pump never
+ *   returns -1, even once the transport hit EOF or failed: it returns 0 (or
+ *   POLLOUT if the socket is full), meaning "read first".
+ * - If the application cannot take more now (its buffer is full), the
+ *   bytes stay in the engine: when there is room again, call tls_read
+ *   without waiting for the descriptor (tls_app_pending says so).
+ * - -1 therefore means: nothing is left to read; tls_read now returns 0
+ *   (end of stream) or -1 with EPROTO (tls_error says why). Close then. */
 int tls_pump(struct tls_conn *c, int fd);
 
 /* ---- 3. blocking helpers with deadlines -------------------------------- */
 
-/* Current CLOCK_MONOTONIC time in milliseconds; deadlines are in these. */
+/* Current CLOCK_MONOTONIC time in milliseconds; deadlines are in these.
+ * The same clock as evl_clock_ms() (it calls it). */
 int64_t tls_now_ms(void);
 
 /* Runs the handshake on fd (made non-blocking) until done or deadline.

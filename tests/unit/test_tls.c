@@ -2,7 +2,8 @@
  * test_tls.c - the TLS engine core, in memory: a server and a client
  * connected back to back through buffers. Right CA, right pin, wrong pin,
  * wrong name, expired, unknown CA; a rejected server gets no application
- * byte.
+ * byte. Then the event-loop contract over a socketpair (tls_app_pending,
+ * the last record before EOF is never lost) and the small buffer modes.
  *
  * Test certificates (openssl): a P-256 CA "Test CA"; server certificates
  * for DNS:server.test (EC P-256 and RSA 2048) signed by it, valid until
@@ -10,10 +11,13 @@
  *   openssl x509 -in C -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "localca.h"
@@ -157,10 +161,15 @@ static int flow(struct tls_conn *from, struct pipe *p, struct tls_conn *to)
 }
 
 /* Moves ciphertext both ways until neither side has anything to say. */
+static void shuttle_pair(struct tls_conn *c, struct tls_conn *s)
+{
+	while (flow(c, &c2s, s) | flow(s, &s2c, c))
+		;
+}
+
 static void shuttle(void)
 {
-	while (flow(&cli, &c2s, &srv) | flow(&srv, &s2c, &cli))
-		;
+	shuttle_pair(&cli, &srv);
 }
 
 static void reset_pipes(void)
@@ -518,6 +527,268 @@ static void t_localca(void)
 	server_setup(SRV_CERT, SRV_KEY);
 }
 
+/* tls_app_pending: set while decrypted bytes wait, clear once read. */
+static void t_app_pending(void)
+{
+	char buf[100];
+
+	client_pin(SRV_PIN);
+	reset_pipes();
+	CHECK_EQ(tls_server_start(&srv, &scfg), 0);
+	CHECK_EQ(tls_client_start(&cli, &ccfg, NULL), 0);
+	CHECK(!tls_app_pending(&cli));
+	shuttle();
+	CHECK(tls_established(&cli));
+	CHECK(!tls_app_pending(&cli) && !tls_app_pending(&srv));
+	memset(buf, 'x', sizeof buf);
+	CHECK_EQ(tls_write(&srv, buf, sizeof buf), (ssize_t)sizeof buf);
+	CHECK(!tls_app_pending(&cli));		/* still in the server's engine */
+	shuttle();
+	CHECK(tls_app_pending(&cli));
+	CHECK_EQ(tls_read(&cli, buf, 40), 40);
+	CHECK(tls_app_pending(&cli));
+	CHECK_EQ(tls_read(&cli, buf, sizeof buf), 60);
+	CHECK(!tls_app_pending(&cli));
+	CHECK_EQ(tls_read(&cli, buf, sizeof buf), -1);
+	CHECK_EQ(errno, EAGAIN);
+}
+
+/* ---- over a socketpair with tls_pump --------------------------------------- */
+
+static void fill_pattern(unsigned char *p, size_t n, unsigned seed)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		p[i] = (unsigned char)(i * seed + i / 251);
+}
+
+/* Starts s and c (the caller's buffer of len bytes each, 0: built-in) and
+ * pumps both ends of fds until both are established. */
+static void pair_handshake(struct tls_conn *s, struct tls_conn *c, size_t len, int fds[2])
+{
+	int i;
+
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+	client_pin(SRV_PIN);
+	if (len) {
+		CHECK_EQ(tls_server_start_buf(s, &scfg, (unsigned char *)s + TLS_CONN_BASE_SIZE,
+					      len), 0);
+		CHECK_EQ(tls_client_start_buf(c, &ccfg, NULL,
+					      (unsigned char *)c + TLS_CONN_BASE_SIZE, len), 0);
+	} else {
+		CHECK_EQ(tls_server_start(s, &scfg), 0);
+		CHECK_EQ(tls_client_start(c, &ccfg, NULL), 0);
+	}
+	for (i = 0; i < 100 && !(tls_established(s) && tls_established(c)); i++) {
+		tls_pump(c, fds[1]);
+		tls_pump(s, fds[0]);
+	}
+	CHECK(tls_established(s) && tls_established(c));
+}
+
+/* Writes all of data on s and pushes it into the socket. */
+static void pair_send(struct tls_conn *s, int fd, const unsigned char *data, size_t len)
+{
+	size_t off = 0;
+	int i;
+
+	for (i = 0; i < 10000 && off < len; i++) {
+		ssize_t n = tls_write(s, data + off, len - off);
+
+		if (n > 0)
+			off += (size_t)n;
+		CHECK(tls_pump(s, fd) >= 0);
+	}
+	for (i = 0; i < 100 && (br_ssl_engine_current_state(s->eng) & BR_SSL_SENDREC); i++)
+		tls_pump(s, fd);
+	CHECK_EQ(off, len);
+}
+
+/* The event-loop contract: pump, stop on -1, else read until EAGAIN (at
+ * most `bite` bytes per turn: an application whose buffer fills up).
+ * Returns what tls_read said last (0: end of stream, -1: error). */
+static ssize_t pair_receive(struct tls_conn *c, int fd, unsigned char *in, size_t cap,
+	size_t *got, size_t bite)
+{
+	ssize_t n = -1;
+	int turns;
+
+	for (turns = 0; turns < 100000; turns++) {
+		int ev = tls_pump(c, fd);
+		size_t took = 0;
+
+		if (ev < 0)
+			return tls_read(c, in, 0);	/* nothing may be left */
+		while (took < bite && *got < cap
+		       && (n = tls_read(c, in + *got, bite - took < cap - *got ?
+					bite - took : cap - *got)) > 0) {
+			*got += (size_t)n;
+			took += (size_t)n;
+		}
+		if (n == 0 || (n < 0 && errno != EAGAIN))
+			return n;
+		if (!tls_app_pending(c) && ev) {
+			struct pollfd p = { .fd = fd, .events = (short)ev };
+
+			poll(&p, 1, 1000);
+		}
+	}
+	CHECK(!"pair_receive: no end");
+	return -1;
+}
+
+/* The server writes its last records and closes the socket at once (with
+ * or without close_notify); the client gets every byte, then the end. */
+static void eof_case(size_t len, int notify, size_t bite)
+{
+	static unsigned char out[40000], in[sizeof out];
+	struct tls_conn *s = malloc(len ? TLS_CONN_SIZE(len) : sizeof *s);
+	struct tls_conn *c = malloc(len ? TLS_CONN_SIZE(len) : sizeof *c);
+	size_t got = 0;
+	int fds[2];
+
+	fill_pattern(out, sizeof out, 13);
+	pair_handshake(s, c, len, fds);
+	pair_send(s, fds[0], out, sizeof out);
+	if (notify)
+		CHECK_EQ(tls_close_fd(s, fds[0], tls_now_ms() + 2000), 0);
+	close(fds[0]);
+	CHECK_EQ(pair_receive(c, fds[1], in, sizeof in, &got, bite), 0);
+	CHECK_EQ(got, sizeof in);
+	CHECK_MEMEQ(in, out, sizeof in);
+	CHECK(!tls_app_pending(c));
+	CHECK_EQ(tls_pump(c, fds[1]), -1);
+	CHECK_STREQ(tls_error(c), "");
+	close(fds[1]);
+	free(s);
+	free(c);
+}
+
+static void t_eof_keeps_last_record(void)
+{
+	eof_case(0, 0, 1 << 20);
+	eof_case(0, 0, 1000);
+	eof_case(0, 1, 777);
+	eof_case(TLS_BUF_MONO, 0, 1000);
+	eof_case(TLS_BUF_MONO, 1, 1 << 20);
+	eof_case(TLS_BUF_SMALL_BIDI, 0, 1000);
+}
+
+/* The server sends its last words and closes; the client, which had a
+ * command queued, fails to send it (EPIPE) but still reads every byte the
+ * server sent before tls_pump reports the end. */
+static void t_send_error_keeps_data(void)
+{
+	static unsigned char out[40000], in[sizeof out];
+	size_t got = 0;
+	int fds[2];
+
+	fill_pattern(out, sizeof out, 29);
+	pair_handshake(&srv, &cli, 0, fds);
+	pair_send(&srv, fds[0], out, sizeof out);
+	close(fds[0]);
+	CHECK_EQ(tls_write(&cli, "QUIT\r\n", 6), 6);
+	CHECK_EQ(pair_receive(&cli, fds[1], in, sizeof in, &got, 5000), -1);
+	CHECK_EQ(errno, EPROTO);
+	CHECK_EQ(got, sizeof in);
+	CHECK_MEMEQ(in, out, sizeof in);
+	CHECK(strstr(tls_error(&cli), "send failed") != NULL);
+	CHECK_EQ(tls_write(&cli, "x", 1), -1);
+	close(fds[1]);
+}
+
+/* ---- small buffers ---------------------------------------------------------- */
+
+/* Starts a connection with a len-byte buffer right after it (one
+ * allocation of TLS_CONN_SIZE(len)), or the built-in one for len 0. */
+static struct tls_conn *small_conn(size_t len, int server)
+{
+	struct tls_conn *c = malloc(len ? TLS_CONN_SIZE(len) : sizeof *c);
+	unsigned char *buf = (unsigned char *)c + TLS_CONN_BASE_SIZE;
+
+	if (server)
+		CHECK_EQ(len ? tls_server_start_buf(c, &scfg, buf, len) : tls_server_start(c, &scfg), 0);
+	else
+		CHECK_EQ(len ? tls_client_start_buf(c, &ccfg, "server.test", buf, len)
+			     : tls_client_start(c, &ccfg, "server.test"), 0);
+	return c;
+}
+
+/* A handshake, then 200 KB from the client and 200 KB from the server
+ * (both_ways: at the same time, else one after the other), in memory. */
+static void small_case(size_t len_s, size_t len_c, int both_ways)
+{
+	static unsigned char out[200000], in_s[sizeof out], in_c[sizeof out];
+	struct tls_conn *s, *c;
+	size_t sent_c = 0, sent_s = 0, got_s = 0, got_c = 0;
+	int rounds = 0;
+	ssize_t n;
+
+	fill_pattern(out, sizeof out, 7);
+	client_ca(&ca);
+	reset_pipes();
+	s = small_conn(len_s, 1);
+	c = small_conn(len_c, 0);
+	shuttle_pair(c, s);
+	CHECK(tls_established(c) && tls_established(s));
+	while ((got_s < sizeof out || got_c < sizeof out) && rounds++ < 10000) {
+		while (sent_c < sizeof out && (n = tls_write(c, out + sent_c, sizeof out - sent_c)) > 0)
+			sent_c += (size_t)n;
+		while ((both_ways || got_s == sizeof out) && sent_s < sizeof out
+		       && (n = tls_write(s, out + sent_s, sizeof out - sent_s)) > 0)
+			sent_s += (size_t)n;
+		shuttle_pair(c, s);
+		while ((n = tls_read(s, in_s + got_s, sizeof out - got_s)) > 0)
+			got_s += (size_t)n;
+		while ((n = tls_read(c, in_c + got_c, sizeof out - got_c)) > 0)
+			got_c += (size_t)n;
+	}
+	if (got_s != sizeof out || got_c != sizeof out)
+		fprintf(stderr, "  buffers %zu/%zu: %zu/%zu bytes\n", len_s, len_c, got_s, got_c);
+	CHECK_EQ(got_s, sizeof out);
+	CHECK_EQ(got_c, sizeof out);
+	CHECK_MEMEQ(in_s, out, sizeof out);
+	CHECK_MEMEQ(in_c, out, sizeof out);
+	CHECK_STREQ(tls_error(c), "");
+	CHECK_STREQ(tls_error(s), "");
+	free(s);
+	free(c);
+}
+
+static void t_small_buffers(void)
+{
+	static unsigned char mono[TLS_BUF_MONO], split[TLS_BUF_SMALL_BIDI];
+	struct tls_conn *c = malloc(TLS_CONN_SIZE(TLS_BUF_MONO));
+
+	/* A buffer elsewhere; the mode follows its size. */
+	CHECK_EQ(tls_server_start_buf(&srv, &scfg, mono, sizeof mono), 0);
+	CHECK(srv.half_duplex && srv.buf_len == sizeof mono);
+	CHECK_EQ(tls_server_start_buf(&srv, &scfg, split, sizeof split), 0);
+	CHECK(!srv.half_duplex);
+	CHECK_EQ(tls_server_start(&srv, &scfg), 0);
+	CHECK(!srv.half_duplex && srv.buf_len == TLS_IOBUF_SIZE);
+
+	CHECK(TLS_CONN_SIZE(TLS_BUF_MONO) < 26 * 1024);
+	CHECK(TLS_CONN_SIZE(TLS_BUF_SMALL_BIDI) < 27 * 1024);
+	CHECK(TLS_CONN_SIZE(TLS_IOBUF_SIZE) <= sizeof(struct tls_conn));
+	/* A half-duplex server with a full-duplex client, as in production. */
+	small_case(TLS_BUF_MONO, 0, 1);
+	small_case(TLS_BUF_SMALL_BIDI, 0, 1);
+	small_case(TLS_BUF_SMALL_BIDI, TLS_BUF_SMALL_BIDI, 1);
+	small_case(TLS_BUF_BIDI, TLS_BUF_BIDI, 1);
+	/* Two half-duplex ends: one direction at a time. */
+	small_case(TLS_BUF_MONO, TLS_BUF_MONO, 0);
+	/* Too small for a full incoming record: refused. */
+	client_pin(SRV_PIN);
+	CHECK_EQ(tls_client_start_buf(c, &ccfg, NULL, (unsigned char *)c + TLS_CONN_BASE_SIZE,
+				      TLS_BUF_MONO - 1), -1);
+	CHECK(strstr(tls_error(c), "too small") != NULL);
+	CHECK_EQ(tls_server_start_buf(c, &scfg, (unsigned char *)c + TLS_CONN_BASE_SIZE,
+				      TLS_BUF_MONO - 1), -1);
+	free(c);
+}
+
 int main(void)
 {
 	CHECK_EQ(pem_anchors_parse(&ca, CA_CERT, strlen(CA_CERT), err, sizeof err), 1);
@@ -537,6 +808,10 @@ int main(void)
 	RUN(t_bulk);
 	RUN(t_write_then_close);
 	RUN(t_garbage);
+	RUN(t_app_pending);
+	RUN(t_eof_keeps_last_record);
+	RUN(t_send_error_keeps_data);
+	RUN(t_small_buffers);
 	RUN(t_localca);
 	tls_server_config_free(&scfg);
 	pem_anchors_free(&ca);
