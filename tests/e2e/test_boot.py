@@ -78,7 +78,8 @@ def test_provisioning_file_and_clock_floor(tmp_path):
     """A provisioning file is installed on first boot; a board whose clock
     says 2001 starts at the build time instead."""
     conf = tmp_path / "provision.conf"
-    conf.write_text("# provisioned by the e2e test\nhostname provtest\n")
+    conf.write_text("# provisioned by the e2e test\nhostname provtest\n"
+                    "mail-domain example.com\n")
     with Box(tmp_path, provision=conf, extra="-rtc base=2001-01-01T00:00:00") as box:
         box.wait_ready()
         assert box.sh("cat /data/etc/postern.conf") == conf.read_text()
@@ -87,3 +88,16 @@ def test_provisioning_file_and_clock_floor(tmp_path):
         now = int(box.sh("date +%s").strip())
         assert epoch <= now < epoch + 3600, (epoch, now)
         assert "clock set forward" in box._buf
+
+
+def test_provisioning_file_rejected(tmp_path):
+    """An invalid provisioning file is refused with the checker's message
+    (naming the setting) on the console; the box still comes up."""
+    conf = tmp_path / "provision.conf"
+    conf.write_text("hostname provtest\nmail-domain example.com\n[smarthost]\nport 70000\n")
+    with Box(tmp_path, provision=conf) as box:
+        box.wait_ready()
+        m = re.search(r"provisioning file rejected:\n(.*)\n", box._buf)
+        assert m and "port" in m.group(1) and ":4:" in m.group(1), box._buf[-2000:]
+        assert box.sh("test -e /data/etc/postern.conf; echo $?").strip() == "1"
+        assert box.sh("hostname").strip() == "postern"
