@@ -1,0 +1,219 @@
+/*
+ * main.c - dnsd: the office DNS resolver (docs/dnsd.8.md).
+ *
+ *   dnsd [-f] [-c CONF] [--listen ADDR:PORT] [--upstream-port PORT] [--ready-fd N]
+ *
+ * Listens on UDP and TCP port 53 of the LAN address ([lan] address) unless
+ * --listen says otherwise; forwards to [dns] upstream (or [wan] dns) on
+ * port 53, or --upstream-port (tests). SIGHUP re-reads the configuration
+ * (zone, upstreams, rebinding exceptions; the cache is kept), SIGTERM and
+ * SIGINT stop.
+ *
+ * Exit status: 0 on SIGTERM/SIGINT, 100 for a permanent problem (usage,
+ * configuration), 111 for a temporary one (the port is taken).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dnsd.h"
+
+#define EXIT_TEMP 111
+#define EXIT_PERM 100
+#define DNSD_PORT 53
+
+static const char usage_text[] =
+	"usage: dnsd [-f] [-c CONF] [--listen ADDR:PORT] [--upstream-port PORT] [--ready-fd N]\n";
+
+struct opts {
+	const char *conf;
+	const char *listen;
+	int upstream_port;
+	int ready_fd;
+	int foreground;
+};
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		{ "config", 1, NULL, 'c' }, { "listen", 1, NULL, 'l' },
+		{ "upstream-port", 1, NULL, 'u' }, { "ready-fd", 1, NULL, 'r' },
+		{ "foreground", 0, NULL, 'f' }, { NULL, 0, NULL, 0 }
+	};
+	int ch;
+	*o = (struct opts){ .conf = "/data/etc/postern.conf", .upstream_port = DNSD_PORT,
+		.ready_fd = -1 };
+	while ((ch = getopt_long(argc, argv, "fc:", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': o->conf = optarg; break;
+		case 'l': o->listen = optarg; break;
+		case 'u': o->upstream_port = atoi(optarg); break;
+		case 'r': o->ready_fd = atoi(optarg); break;
+		case 'f': o->foreground = 1; break;
+		default: return -1;
+		}
+	}
+	if (optind != argc || o->upstream_port < 1 || o->upstream_port > 65535)
+		return -1;
+	return 0;
+}
+
+/* Fills ss from an address and port (IPv4 or IPv6). */
+static socklen_t make_sockaddr(struct sockaddr_storage *ss, const struct config_addr *a, int port)
+{
+	memset(ss, 0, sizeof *ss);
+	if (a->family == AF_INET) {
+		struct sockaddr_in *s = (struct sockaddr_in *)ss;
+		s->sin_family = AF_INET;
+		s->sin_port = htons((uint16_t)port);
+		memcpy(&s->sin_addr, a->a, 4);
+		return sizeof *s;
+	}
+	struct sockaddr_in6 *s = (struct sockaddr_in6 *)ss;
+	s->sin6_family = AF_INET6;
+	s->sin6_port = htons((uint16_t)port);
+	memcpy(&s->sin6_addr, a->a, 16);
+	return sizeof *s;
+}
+
+/* "127.0.0.1:5353" or "[::1]:5353". */
+static int parse_listen(const char *text, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[64];
+	const char *colon = strrchr(text, ':');
+	struct config_addr a = { 0 };
+	if (!colon || (size_t)(colon - text) >= sizeof host)
+		return -1;
+	memcpy(host, text, (size_t)(colon - text));
+	host[colon - text] = 0;
+	char *h = host;
+	if (h[0] == '[' && h[strlen(h) - 1] == ']') {
+		h[strlen(h) - 1] = 0;
+		h++;
+	}
+	int port = atoi(colon + 1);
+	if (port < 1 || port > 65535)
+		return -1;
+	if (inet_pton(AF_INET, h, a.a) == 1)
+		a.family = AF_INET;
+	else if (inet_pton(AF_INET6, h, a.a) == 1)
+		a.family = AF_INET6;
+	else
+		return -1;
+	*len = make_sockaddr(ss, &a, port);
+	return 0;
+}
+
+static struct config *load_config(const char *path)
+{
+	struct config_errors errs;
+	struct config *cfg = config_load(path, &errs);
+	if (!cfg)
+		for (int i = 0; i < errs.count; i++)
+			log_msg(LOG_ERR, NULL, "%s", errs.e[i].text);
+	return cfg;
+}
+
+/* Takes the upstreams, zone and policy from cfg. Returns 0 or -1. */
+static int apply_config(struct dnsd *d, struct config *cfg)
+{
+	struct zone z;
+	if (zone_build(&z, cfg) < 0) {
+		zone_free(&z);
+		log_msg(LOG_ERR, NULL, "cannot build the internal zone (too many records?)");
+		return -1;
+	}
+	const struct config_addr *ups = cfg->dns.nupstream ? cfg->dns.upstream : cfg->wan.dns;
+	int n = cfg->dns.nupstream ? cfg->dns.nupstream : cfg->wan.ndns;
+	for (int i = 0; i < n; i++)
+		d->uplen[i] = make_sockaddr(&d->up[i], &ups[i], d->upstream_port);
+	d->nup = n;
+	if (n == 0)
+		log_msg(LOG_WARNING, NULL, "no upstream resolver configured: only the internal zone is served");
+	if (cfg->dns.transport == CONFIG_DNS_TLS)
+		log_msg(LOG_WARNING, NULL, "transport tls is not implemented yet: using udp");
+	zone_free(&d->zone);
+	d->zone = z;
+	config_free(d->cfg);
+	d->cfg = cfg;
+	return 0;
+}
+
+static void on_signal(struct evloop *l, int signo, void *ctx)
+{
+	struct dnsd *d = ctx;
+	if (signo != SIGHUP) {
+		evl_stop(l, 0);
+		return;
+	}
+	struct config *cfg = load_config(d->conf_path);
+	if (cfg && apply_config(d, cfg) == 0)
+		log_msg(LOG_INFO, NULL, "configuration reloaded");
+	else
+		log_msg(LOG_ERR, NULL, "keeping the previous configuration");
+}
+
+static int setup(struct dnsd *d, const struct opts *o)
+{
+	struct config *cfg = load_config(o->conf);
+	if (!cfg || apply_config(d, cfg) < 0)
+		return EXIT_PERM;
+	if (o->listen) {
+		if (parse_listen(o->listen, &d->listen, &d->listen_len) < 0) {
+			log_msg(LOG_ERR, NULL, "--listen %s: not ADDR:PORT", o->listen);
+			return EXIT_PERM;
+		}
+	} else {
+		d->listen_len = make_sockaddr(&d->listen, &cfg->lan.address.addr, DNSD_PORT);
+	}
+	d->cache = dns_cache_new((size_t)cfg->dns.cache_size, cfg->dns.min_ttl, cfg->dns.max_ttl);
+	if (!d->cache) {
+		log_msg(LOG_ERR, NULL, "cache-size %llu: too small or out of memory",
+			(unsigned long long)cfg->dns.cache_size);
+		return EXIT_PERM;
+	}
+	if (evl_init(&d->loop, d->heap, DNSD_TIMERS_MAX) < 0 || server_open(d) < 0) {
+		log_msg(LOG_ERR, NULL, "listen: %s", strerror(errno));
+		return EXIT_TEMP;
+	}
+	if (evl_signal(&d->loop, SIGHUP, on_signal, d) < 0 ||
+	    evl_signal(&d->loop, SIGTERM, on_signal, d) < 0 ||
+	    evl_signal(&d->loop, SIGINT, on_signal, d) < 0)
+		return EXIT_TEMP;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	static struct dnsd d;	/* large: scratch buffers and tables */
+	if (parse_opts(argc, argv, &o) < 0) {
+		fputs(usage_text, stderr);
+		return EXIT_PERM;
+	}
+	log_open("dnsd", LOG_DAEMON, o.foreground ? LOG_DEST_STDERR : LOG_DEST_SYSLOG);
+	d.conf_path = o.conf;
+	d.upstream_port = o.upstream_port;
+	d.udp_fd = d.tcp_fd = -1;
+	int rc = setup(&d, &o);
+	if (rc)
+		return rc;
+	if (o.ready_fd >= 0) {
+		(void)!write(o.ready_fd, "\n", 1);
+		close(o.ready_fd);
+	}
+	log_msg(LOG_INFO, NULL, "ready, %d upstream(s), %d internal records", d.nup, d.zone.nrr);
+	rc = evl_run(&d.loop);
+	upstream_close_all(&d);
+	server_close(&d);
+	evl_free(&d.loop);
+	dns_cache_free(d.cache);
+	zone_free(&d.zone);
+	config_free(d.cfg);
+	log_msg(LOG_INFO, NULL, "stopped (%lu upstream replies ignored)", d.spoofed);
+	return rc < 0 ? EXIT_TEMP : 0;
+}
