@@ -1,0 +1,505 @@
+/*
+ * conn.c - one client connection: moves bytes between the socket (or the
+ * TLS engine) and the command assembler, keeps the reply buffer, arms the
+ * timeouts, starts TLS (at once on 993, after STARTTLS on 143) and runs
+ * IDLE's inotify watch.
+ *
+ * STARTTLS (RFC 3501 6.2.1, RFC 7817): once the tagged OK is queued no
+ * more commands are read; what the client pipelined in clear is dropped
+ * (linebuf_discard) before the handshake, never read as if it came
+ * through TLS.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "imapd.h"
+
+#define CONN_ROUNDS_MAX 1024   /* I/O rounds per wake-up before yielding */
+
+static void conn_io(struct evloop *l, struct evl_io *io, unsigned events);
+
+/* ---- output ------------------------------------------------------------------ */
+
+void out_raw(struct imapd_conn *c, const void *data, size_t len)
+{
+	if (c->outoff > 0 && c->outoff == c->outlen)
+		c->outoff = c->outlen = 0;
+	if (c->outlen + len > c->outcap) {
+		size_t cap = c->outcap ? c->outcap : 1024;
+		char *nb;
+
+		if (c->outoff > 0) {   /* compact first */
+			memmove(c->out, c->out + c->outoff, c->outlen - c->outoff);
+			c->outlen -= c->outoff;
+			c->outoff = 0;
+		}
+		while (cap < c->outlen + len)
+			cap *= 2;
+		if (cap > c->outcap) {
+			if (!(nb = realloc(c->out, cap))) {
+				c->state = ST_LOGOUT;   /* cannot answer: end this one only */
+				return;
+			}
+			c->out = nb;
+			c->outcap = cap;
+		}
+	}
+	memcpy(c->out + c->outlen, data, len);
+	c->outlen += len;
+}
+
+void out_fmt(struct imapd_conn *c, const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	out_raw(c, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+void out_string(struct imapd_conn *c, const char *s, size_t len)
+{
+	int quotable = len < 1024;
+
+	for (size_t i = 0; i < len && quotable; i++)
+		quotable = (unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x80;
+	if (!quotable) {
+		out_fmt(c, "{%zu}\r\n", len);
+		out_raw(c, s, len);
+		return;
+	}
+	out_raw(c, "\"", 1);
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '"' || s[i] == '\\')
+			out_raw(c, "\\", 1);
+		out_raw(c, s + i, 1);
+	}
+	out_raw(c, "\"", 1);
+}
+
+void out_nstring(struct imapd_conn *c, const char *s)
+{
+	if (!s)
+		out_raw(c, "NIL", 3);
+	else
+		out_string(c, s, strlen(s));
+}
+
+/* ---- closing ----------------------------------------------------------------- */
+
+static void conn_free(struct imapd_conn *c)
+{
+	struct imapd *d = c->d;
+
+	conn_idle_stop(c);
+	imap_index_free(&c->ix);   /* also after LOGOUT left SELECTED */
+	imap_cmd_free(&c->cmd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		d->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	free(c->out);
+	free(c->tls);
+	free(c);
+	d->nconns--;
+}
+
+static void conn_close(struct imapd_conn *c, const char *why)
+{
+	struct imapd *d = c->d;
+
+	log_msg(LOG_INFO, &c->lf, "disconnect: %s", why);
+	evl_timer_stop(&d->loop, &c->timer);
+	evl_timer_stop(&d->loop, &c->kick);
+	evl_io_del(&d->loop, &c->io);
+	close(c->fd);
+	conn_free(c);
+}
+
+void conn_close_all(struct imapd *d)
+{
+	while (d->conns)
+		conn_close(d->conns, "shutting down");
+}
+
+static void arm(struct imapd_conn *c)
+{
+	int64_t ms = c->state == ST_NOAUTH ? IMAPD_TIMEOUT_AUTH_MS : IMAPD_TIMEOUT_IDLE_MS;
+
+	if (c->tls && !tls_established(c->tls))
+		ms = IMAPD_TIMEOUT_TLS_MS;
+	if (c->state == ST_LOGOUT)
+		ms = IMAPD_CLOSE_MS;
+	evl_timer_start(&c->d->loop, &c->timer, ms, 0);
+}
+
+static void on_timeout(struct evloop *l, struct evl_timer *t)
+{
+	struct imapd_conn *c = t->ctx;
+
+	if (c->state == ST_LOGOUT) {
+		conn_close(c, "closing timed out");
+		return;
+	}
+	/* RFC 3501 5.4: an autologout timer; BYE first. */
+	out_fmt(c, "* BYE Autologout; idle for too long\r\n");
+	c->state = ST_LOGOUT;
+	conn_io(l, &c->io, 0);
+}
+
+static void on_kick(struct evloop *l, struct evl_timer *t)
+{
+	struct imapd_conn *c = t->ctx;
+
+	conn_io(l, &c->io, 0);
+}
+
+/* ---- input ------------------------------------------------------------------- */
+
+static void one_line(struct imapd_conn *c, struct linebuf_line *ln, int toolong)
+{
+	int r;
+
+	if (c->idling || c->auth_wait) {
+		cmd_line_while_waiting(c, toolong ? "" : ln->data, toolong ? 0 : ln->len);
+		return;
+	}
+	r = imap_cmd_line(&c->cmd, ln->data, ln->len, toolong);
+	if (r == IMAP_CMD_LITERAL) {
+		linebuf_raw(&c->lb, (size_t)imap_cmd_literal_left(&c->cmd));
+		if (imap_cmd_sync(&c->cmd))
+			out_fmt(c, "+ Ready for literal data\r\n");   /* RFC 3501 7.5 */
+	} else if (r == IMAP_CMD_DONE) {
+		size_t len;
+		char *text = imap_cmd_text(&c->cmd, &len);
+
+		cmd_run(c, text, len);
+		imap_cmd_reset(&c->cmd);
+	} else if (r == IMAP_CMD_FAILED) {
+		out_fmt(c, "%s BAD %s\r\n", imap_cmd_tag(&c->cmd), imap_cmd_error(&c->cmd));
+		imap_cmd_reset(&c->cmd);
+		if (++c->bads >= IMAPD_BAD_MAX) {
+			out_fmt(c, "* BYE Too many errors\r\n");
+			c->state = ST_LOGOUT;
+		}
+	}
+}
+
+/* Runs what is buffered, as long as replies are being taken. */
+static void process(struct imapd_conn *c)
+{
+	struct linebuf_line ln;
+	int r;
+
+	while (c->state != ST_LOGOUT && !c->starttls_pending &&
+	       c->outlen - c->outoff < IMAPD_OUT_HIGH &&
+	       (r = linebuf_next(&c->lb, &ln)) != LINEBUF_NEED) {
+		if (r == LINEBUF_RAW)
+			imap_cmd_raw(&c->cmd, ln.data, ln.len);
+		else
+			one_line(c, &ln, r == LINEBUF_TOOLONG);
+	}
+}
+
+/* Bytes from the client. 1 progress, 0 none, -1 closed. */
+static int pull(struct imapd_conn *c)
+{
+	int progress = 0;
+
+	for (;;) {
+		size_t room;
+		void *p;
+		ssize_t n;
+
+		process(c);
+		if (c->state == ST_LOGOUT || c->starttls_pending ||
+		    c->outlen - c->outoff >= IMAPD_OUT_HIGH)
+			return progress;
+		p = linebuf_space(&c->lb, &room);
+		if (room == 0)
+			return progress;
+		if (c->tls) {
+			if (!tls_established(c->tls))
+				return progress;
+			n = tls_read(c->tls, p, room);
+		} else {
+			n = recv(c->fd, p, room, 0);
+		}
+		if (n == 0)
+			return -1;
+		if (n < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? progress : -1;
+		linebuf_commit(&c->lb, (size_t)n);
+		progress = 1;
+		arm(c);
+	}
+}
+
+/* Replies to the client. 1 progress, 0 none, -1 error. */
+static int push(struct imapd_conn *c)
+{
+	size_t len = c->outlen - c->outoff;
+	ssize_t n;
+
+	if (len == 0)
+		return 0;
+	if (c->tls) {
+		if (!tls_established(c->tls))
+			return 0;
+		n = tls_write(c->tls, c->out + c->outoff, len);
+		if (n < 0 && errno == EAGAIN) {
+			int w = tls_pump(c->tls, c->fd);
+
+			if (w < 0)
+				return -1;
+			n = (w & POLLOUT) ? 0 : tls_write(c->tls, c->out + c->outoff, len);
+		}
+	} else {
+		n = send(c->fd, c->out + c->outoff, len, MSG_NOSIGNAL);
+	}
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+	c->outoff += (size_t)n;
+	if (c->outoff == c->outlen)
+		c->outoff = c->outlen = 0;
+	return n > 0;
+}
+
+void conn_start_tls(struct imapd_conn *c)
+{
+	c->starttls_pending = 1;
+}
+
+static int start_tls(struct imapd_conn *c)
+{
+	c->tls = malloc(TLS_CONN_SIZE(TLS_BUF_MONO));
+	if (!c->tls || tls_server_start_buf(c->tls, &c->d->tls,
+					    (unsigned char *)c->tls + TLS_CONN_BASE_SIZE,
+					    TLS_BUF_MONO) < 0) {
+		log_msg(LOG_ERR, &c->lf, "TLS start failed");
+		return -1;
+	}
+	arm(c);
+	return 0;
+}
+
+/* One round of moving bytes; -1 to close. */
+static int step(struct imapd_conn *c, int *want)
+{
+	int progress = 0, r, was = c->tls && tls_established(c->tls);
+
+	if (c->tls && (*want = tls_pump(c->tls, c->fd)) < 0)
+		return -1;
+	if (c->tls && !was && tls_established(c->tls)) {
+		log_msg(LOG_INFO, &c->lf, "TLS established");
+		progress = 1;
+		arm(c);
+	}
+	if ((r = pull(c)) < 0)
+		return -1;
+	progress |= r;
+	if ((r = push(c)) < 0)
+		return -1;
+	progress |= r;
+	if (c->starttls_pending && c->outlen == c->outoff) {
+		/* The OK left in clear: drop what was pipelined after it. */
+		size_t dropped = linebuf_discard(&c->lb);
+
+		if (dropped)
+			log_msg(LOG_NOTICE, &c->lf, "STARTTLS: dropped %zu bytes sent in clear", dropped);
+		c->starttls_pending = 0;
+		if (start_tls(c) < 0)
+			return -1;
+		progress = 1;
+	}
+	if (c->tls && (*want = tls_pump(c->tls, c->fd)) < 0)
+		return -1;
+	return progress;
+}
+
+static int finish_close(struct imapd_conn *c, int want)
+{
+	if (c->state != ST_LOGOUT || c->outlen > c->outoff)
+		return 0;
+	if (!c->tls || !tls_established(c->tls))
+		return 1;
+	if (!c->tls_closing) {
+		tls_close(c->tls);
+		c->tls_closing = 1;
+		want = tls_pump(c->tls, c->fd);
+	}
+	return want < 0 || !(want & POLLOUT);
+}
+
+static void conn_io(struct evloop *l, struct evl_io *io, unsigned events)
+{
+	struct imapd_conn *c = io->ctx;
+	unsigned interest;
+	int want = 0, r, rounds = 0;
+
+	(void)l;
+	(void)events;
+	while ((r = step(c, &want)) >= 0 && ++rounds < CONN_ROUNDS_MAX) {
+		if (r > 0)
+			continue;
+		if (!(c->tls && want == 0 && (r = pull(c)) > 0))
+			break;
+	}
+	if (rounds >= CONN_ROUNDS_MAX)
+		evl_timer_start(&c->d->loop, &c->kick, 0, 0);
+	if (r < 0) {
+		conn_close(c, c->state == ST_LOGOUT ? "closed"
+			   : c->tls && tls_error(c->tls)[0] ? tls_error(c->tls) : "connection lost");
+		return;
+	}
+	if (finish_close(c, want)) {
+		conn_close(c, "closed");
+		return;
+	}
+	if (c->tls)
+		interest = want > 0 ? (unsigned)want : EVL_READ;
+	else
+		interest = EVL_READ | (c->outlen > c->outoff ? EVL_WRITE : 0);
+	if (evl_io_set(&c->d->loop, &c->io, interest) < 0)
+		conn_close(c, "event loop full");
+	else if (c->state == ST_LOGOUT)
+		arm(c);
+}
+
+/* ---- IDLE: inotify on new/ and cur/ (RFC 2177) ----------------------------------- */
+
+static void on_inotify(struct evloop *l, struct evl_io *io, unsigned events)
+{
+	struct imapd_conn *c = io->ctx;
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+
+	(void)events;
+	while (read(c->ifd, buf, sizeof buf) > 0)
+		;
+	if (mbox_update(c, 1) < 0)
+		out_fmt(c, "* BYE Mailbox unavailable\r\n");
+	conn_io(l, &c->io, 0);
+}
+
+int conn_idle_start(struct imapd_conn *c)
+{
+	static const char *const subs[] = { "new", "cur" };
+	char path[IMAPD_PATH_MAX + 8];
+
+	c->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (c->ifd < 0)
+		return -1;
+	for (int i = 0; i < 2; i++) {
+		snprintf(path, sizeof path, "%s/%s", c->ix.dir, subs[i]);
+		if (inotify_add_watch(c->ifd, path, IN_CREATE | IN_DELETE | IN_MOVED_FROM |
+					  IN_MOVED_TO | IN_ONLYDIR | IN_DONT_FOLLOW) < 0) {
+			close(c->ifd);
+			c->ifd = -1;
+			return -1;
+		}
+	}
+	evl_io_init(&c->iio, c->ifd, on_inotify, c);
+	if (evl_io_set(&c->d->loop, &c->iio, EVL_READ) < 0) {
+		close(c->ifd);
+		c->ifd = -1;
+		return -1;
+	}
+	return 0;
+}
+
+void conn_idle_stop(struct imapd_conn *c)
+{
+	if (c->ifd >= 0) {
+		evl_io_del(&c->d->loop, &c->iio);
+		close(c->ifd);
+		c->ifd = -1;
+	}
+	c->idling = 0;
+}
+
+/* ---- accepting ----------------------------------------------------------------- */
+
+static void peer_addr(struct imapd_conn *c, const struct sockaddr_storage *sa)
+{
+	const void *a = sa->ss_family == AF_INET6
+		? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+		: (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+
+	if (!inet_ntop(sa->ss_family, a, c->addr, sizeof c->addr))
+		strcpy(c->addr, "unknown");
+}
+
+static int addr_count(struct imapd *d, const char *addr)
+{
+	int n = 0;
+
+	for (struct imapd_conn *o = d->conns; o; o = o->next)
+		n += strcmp(o->addr, addr) == 0;
+	return n;
+}
+
+void conn_accept(struct imapd *d, struct imapd_listener *l)
+{
+	struct sockaddr_storage sa;
+	socklen_t salen = sizeof sa;
+	int fd = accept4(l->fd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	struct imapd_conn *c;
+
+	if (fd < 0)
+		return;
+	if (d->nconns >= IMAPD_CONNS_MAX || !(c = calloc(1, sizeof *c))) {
+		close(fd);
+		return;
+	}
+	peer_addr(c, &sa);
+	if (addr_count(d, c->addr) >= IMAPD_CONNS_PER_ADDR) {
+		static const char busy[] = "* BYE Too many connections from your address\r\n";
+
+		if (l->kind == IMAPD_PLAIN)
+			(void)!send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		close(fd);
+		free(c);
+		return;
+	}
+	d->nconns++;
+	c->d = d;
+	c->fd = fd;
+	c->ifd = -1;
+	c->kind = l->kind;
+	c->next = d->conns;
+	if (d->conns)
+		d->conns->prev = c;
+	d->conns = c;
+	linebuf_init(&c->lb, c->inbuf, sizeof c->inbuf, IMAP_LINE_MAX);
+	imap_cmd_init(&c->cmd);
+	log_fields_init(&c->lf);
+	log_set_peer(&c->lf, (struct sockaddr *)&sa, salen);
+	evl_io_init(&c->io, fd, conn_io, c);
+	evl_timer_init(&c->timer, on_timeout, c);
+	evl_timer_init(&c->kick, on_kick, c);
+	log_msg(LOG_INFO, &c->lf, "connect port=%s", l->kind == IMAPD_IMAPS ? "imaps" : "imap");
+	imapd_refresh_users(d);
+	/* 993: TLS from the first byte (RFC 8314); the greeting waits until then. */
+	if (l->kind == IMAPD_IMAPS && start_tls(c) < 0) {
+		conn_close(c, "TLS unavailable");
+		return;
+	}
+	cmd_greeting(c);
+	arm(c);
+	conn_io(&d->loop, &c->io, 0);
+}

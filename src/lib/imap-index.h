@@ -1,0 +1,78 @@
+/*
+ * imap-index.h - the per-mailbox UID index of the IMAP server: stable UIDs
+ * and UIDVALIDITY (RFC 3501 2.3.1.1) for the messages of one Maildir
+ * directory, kept across restarts and shared by every connection and
+ * process through one file in the mailbox directory:
+ *
+ *     postern-uids 1 UIDVALIDITY UIDNEXT
+ *     UID BASENAME                  one per message, ascending UIDs
+ *     ...
+ *     end UIDVALIDITY UIDNEXT
+ *
+ * BASENAME is the message file name without its ":2,FLAGS" info, so flag
+ * changes (renames) keep the UID. The file is replaced atomically
+ * (fs_write_atomic) under an exclusive flock on postern-uids.lock, which
+ * every sync takes: connections of one user, in one process or several,
+ * see each other's changes at their next sync.
+ *
+ * A sync reads the index, lists new/ and cur/, gives each message not yet
+ * indexed the next UID (in file name order, that is delivery order), drops
+ * entries whose file is gone (expunged; a name missing from the first
+ * listing is looked for again, so a message renamed between new/ and cur/
+ * meanwhile is not lost), and writes the file back if anything changed.
+ *
+ * Damage: unreadable lines are skipped and their messages get new UIDs
+ * above every UID ever given (UIDNEXT is the larger of the header's and
+ * the highest UID seen), so no UID is reused and UIDVALIDITY stays. The
+ * header and trailer both carry UIDVALIDITY and UIDNEXT; only when neither
+ * can be read (or the file is gone while messages exist) does the mailbox
+ * get a new UIDVALIDITY (the clock, above the old one when it is known),
+ * and all messages new UIDs (clients then resynchronize).
+ */
+#ifndef POSTERN_IMAP_INDEX_H
+#define POSTERN_IMAP_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "maildir.h"
+
+#define IMAP_INDEX_FILE "postern-uids"
+#define IMAP_INDEX_LOCK "postern-uids.lock"
+#define IMAP_INDEX_MSGS_MAX 1000000          /* messages per mailbox */
+#define IMAP_INDEX_FILE_MAX (256u << 20)     /* bytes of an index file */
+#define IMAP_INDEX_PATH_MAX 4096
+
+struct imap_msg {
+	uint32_t uid;
+	char *name;                 /* file name in new/ or cur/ (heap) */
+	size_t baselen;             /* bytes of the name before ":2," */
+	int in_new;                 /* 1: in new/, 0: in cur/ */
+	uint64_t size;              /* from ",S=" (0: unknown, stat it) */
+	char flags[MAILDIR_FLAGS_MAX + 1];
+};
+
+struct imap_index {
+	char dir[IMAP_INDEX_PATH_MAX];
+	uint32_t uidvalidity, uidnext;
+	struct imap_msg *m;         /* ascending UIDs */
+	size_t n, cap;
+	int repaired;               /* the last sync repaired a damaged index */
+	char repair[128];           /* what it repaired */
+};
+
+/* An empty index for the Maildir directory `dir` (nothing read yet). */
+int imap_index_open(struct imap_index *ix, const char *dir);
+/* Releases the messages. */
+void imap_index_free(struct imap_index *ix);
+/*
+ * Brings ix up to date with the directory and the index file (see above).
+ * Returns 0, or -1 with a reason in err (the previous view is kept).
+ */
+int imap_index_sync(struct imap_index *ix, char *err, size_t errlen);
+/* The position of `uid` in ix->m, or -1. */
+long imap_index_find(const struct imap_index *ix, uint32_t uid);
+/* Path of message i ("<dir>/cur/<name>") into out. 0 or -1. */
+int imap_index_path(const struct imap_index *ix, size_t i, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,232 @@
+/* test_imap_index.c - stable UIDs: restarts, new mail, expunge, flag
+ * renames, damaged and lost index files. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "fsutil.h"
+#include "imap-index.h"
+#include "maildir.h"
+
+static char root[512];
+
+static void setup(const char *name)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(root, sizeof root, "%s/imapidx-%s-%d", tmp ? tmp : "/tmp", name, (int)getpid());
+	CHECK_EQ(maildir_create(root), 0);
+}
+
+static void deliver(int n)
+{
+	const char *dirs[1] = { root };
+	char err[128], msg[64];
+
+	for (int i = 0; i < n; i++) {
+		int len = snprintf(msg, sizeof msg, "Subject: %d\r\n\r\nbody\r\n", i);
+
+		CHECK_EQ(maildir_deliver_buf(dirs, 1, msg, (size_t)len, NULL, err, sizeof err), 1);
+	}
+}
+
+/* A fresh view of the mailbox, as a restarted daemon has. */
+static void fresh_sync(struct imap_index *ix)
+{
+	char err[256];
+
+	CHECK_EQ(imap_index_open(ix, root), 0);
+	CHECK_EQ(imap_index_sync(ix, err, sizeof err), 0);
+}
+
+static void t_stable_across_restart(void)
+{
+	struct imap_index a, b;
+
+	setup("restart");
+	deliver(5);
+	fresh_sync(&a);
+	CHECK_EQ(a.n, 5);
+	CHECK_EQ(a.uidnext, 6);
+	CHECK(a.uidvalidity > 0);
+	for (size_t i = 0; i < a.n; i++)
+		CHECK_EQ(a.m[i].uid, i + 1);
+	fresh_sync(&b);
+	CHECK_EQ(b.uidvalidity, a.uidvalidity);
+	CHECK_EQ(b.n, 5);
+	for (size_t i = 0; i < b.n; i++) {
+		CHECK_EQ(b.m[i].uid, a.m[i].uid);
+		CHECK_STREQ(b.m[i].name, a.m[i].name);
+	}
+	CHECK(!b.repaired);
+	imap_index_free(&a);
+	imap_index_free(&b);
+}
+
+static void t_new_flags_expunge(void)
+{
+	struct imap_index a, b;
+	char err[256], newname[300], path[1024];
+
+	setup("changes");
+	deliver(3);
+	fresh_sync(&a);
+	fresh_sync(&b);
+	/* flags: a rename to cur/ keeps the UID */
+	CHECK_EQ(maildir_set_flags(root, a.m[1].name, "FS", newname, sizeof newname), 0);
+	/* expunge the first, deliver two more */
+	CHECK_EQ(imap_index_path(&a, 0, path, sizeof path), 0);
+	CHECK_EQ(unlink(path), 0);
+	deliver(2);
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	CHECK_EQ(a.n, 4);
+	CHECK_EQ(a.m[0].uid, 2);
+	CHECK_STREQ(a.m[0].flags, "FS");
+	CHECK_EQ(a.m[0].in_new, 0);
+	CHECK_EQ(a.m[1].uid, 3);
+	CHECK_EQ(a.m[2].uid, 4);
+	CHECK_EQ(a.m[3].uid, 5);
+	CHECK_EQ(a.uidnext, 6);
+	/* the other connection sees the same */
+	CHECK_EQ(imap_index_sync(&b, err, sizeof err), 0);
+	CHECK_EQ(b.n, 4);
+	for (size_t i = 0; i < 4; i++)
+		CHECK_EQ(b.m[i].uid, a.m[i].uid);
+	/* expunging the highest UID never lets it be given again */
+	CHECK_EQ(imap_index_path(&a, 3, path, sizeof path), 0);
+	CHECK_EQ(unlink(path), 0);
+	deliver(1);
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	CHECK_EQ(a.m[a.n - 1].uid, 6);
+	CHECK_EQ(imap_index_find(&a, 6), (long)a.n - 1);
+	CHECK_EQ(imap_index_find(&a, 5), -1);
+	imap_index_free(&a);
+	imap_index_free(&b);
+}
+
+static void write_index(const char *text)
+{
+	char path[600];
+
+	snprintf(path, sizeof path, "%s/" IMAP_INDEX_FILE, root);
+	CHECK_EQ(fs_write_atomic(path, text, strlen(text), 0600), 0);
+}
+
+static char *read_index(void)
+{
+	static char buf[65536];
+	char path[600];
+
+	snprintf(path, sizeof path, "%s/" IMAP_INDEX_FILE, root);
+	CHECK(fs_read_file(path, buf, sizeof buf - 1) >= 0);
+	return buf;
+}
+
+static void t_damaged_lines(void)
+{
+	struct imap_index a, b;
+	char text[8192], base[300];
+	size_t len = 0;
+
+	setup("damage");
+	deliver(4);
+	fresh_sync(&a);
+	/* a garbled second entry, the trailer lost, a stale UIDNEXT */
+	len += (size_t)snprintf(text + len, sizeof text - len, "postern-uids 1 %u 3\n", a.uidvalidity);
+	for (size_t i = 0; i < a.n; i++) {
+		snprintf(base, sizeof base, "%.*s", (int)a.m[i].baselen, a.m[i].name);
+		len += (size_t)snprintf(text + len, sizeof text - len, i == 1 ? "2 x/y\n" : "%u %s\n",
+					a.m[i].uid, base);
+	}
+	write_index(text);
+	fresh_sync(&b);
+	CHECK(b.repaired);
+	CHECK_EQ(b.uidvalidity, a.uidvalidity);   /* kept */
+	CHECK_EQ(b.n, 4);
+	CHECK_EQ(b.m[0].uid, 1);
+	CHECK_EQ(b.m[1].uid, 3);
+	CHECK_EQ(b.m[2].uid, 4);
+	CHECK_EQ(b.m[3].uid, 5);   /* lost its line: a new UID, never 2 again */
+	CHECK_EQ(b.uidnext, 6);
+	CHECK(strstr(read_index(), "\nend ") != NULL);   /* written back whole */
+	imap_index_free(&b);
+	fresh_sync(&b);
+	CHECK(!b.repaired);
+	CHECK_EQ(b.m[3].uid, 5);
+	imap_index_free(&a);
+	imap_index_free(&b);
+}
+
+static void t_header_lost(void)
+{
+	struct imap_index a, b;
+	char *text;
+
+	setup("header");
+	deliver(3);
+	fresh_sync(&a);
+	/* only the header is garbled: the trailer still says UIDVALIDITY */
+	text = strdup(read_index());
+	memcpy(text, "XXXXXXX", 7);
+	write_index(text);
+	free(text);
+	fresh_sync(&b);
+	CHECK_EQ(b.uidvalidity, a.uidvalidity);
+	for (size_t i = 0; i < 3; i++)
+		CHECK_EQ(b.m[i].uid, a.m[i].uid);
+	imap_index_free(&b);
+	/* everything lost: new UIDVALIDITY, above the old one */
+	write_index("garbage\n\x01\x02");
+	CHECK_EQ(imap_index_sync(&a, (char[128]){ 0 }, 128), 0);
+	CHECK(a.repaired);
+	CHECK(a.uidvalidity > b.uidvalidity);
+	CHECK_EQ(a.n, 3);
+	CHECK_EQ(a.uidnext, 4);
+	imap_index_free(&a);
+}
+
+static void t_symlinked_index_refused(void)
+{
+	struct imap_index a;
+	char path[600], err[256];
+
+	setup("symlink");
+	deliver(1);
+	snprintf(path, sizeof path, "%s/" IMAP_INDEX_LOCK, root);
+	CHECK_EQ(symlink("/etc/passwd", path), 0);
+	CHECK_EQ(imap_index_open(&a, root), 0);
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), -1);   /* O_NOFOLLOW */
+	CHECK(strstr(err, IMAP_INDEX_LOCK) != NULL);
+	imap_index_free(&a);
+}
+
+static void t_many(void)
+{
+	struct imap_index a;
+	char err[256];
+
+	setup("many");
+	deliver(500);
+	fresh_sync(&a);
+	CHECK_EQ(a.n, 500);
+	for (size_t i = 0; i < a.n; i++)
+		CHECK_EQ(a.m[i].uid, i + 1);
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	CHECK_EQ(a.n, 500);
+	imap_index_free(&a);
+}
+
+int main(void)
+{
+	RUN(t_stable_across_restart);
+	RUN(t_new_flags_expunge);
+	RUN(t_damaged_lines);
+	RUN(t_header_lost);
+	RUN(t_symlinked_index_refused);
+	RUN(t_many);
+	return check_done();
+}
