@@ -63,6 +63,8 @@ kernel: sources
 WARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
         -Wmissing-prototypes -Wformat=2 -Wvla -D_DEFAULT_SOURCE -D_GNU_SOURCE
 LIB_SRC := $(sort $(wildcard src/lib/*.c))
+# Every object depends on every header of ours: simple, and never stale.
+HDRS := $(wildcard src/*/*.h)
 PROGS := $(notdir $(patsubst %/,%,$(sort $(filter-out src/lib/,$(dir $(wildcard src/*/*.c))))))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
@@ -76,7 +78,7 @@ TCFLAGS = $(WARN) -Os -ffunction-sections -fdata-sections -Isrc/lib -I$(TP)/bear
           -DPOSTERN_VERSION='"$(VERSION)"'
 TLDFLAGS = -static -Wl,--gc-sections -s -L$(TP)/bearssl/lib
 TOBJ := $(B)/obj
-$(TOBJ)/%.o: src/%.c $(wildcard src/lib/*.h) | thirdparty
+$(TOBJ)/%.o: src/%.c $(HDRS) | thirdparty
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
 	$(Q)$(TCC) $(TCFLAGS) -c -o $@ $<
@@ -97,11 +99,11 @@ HCFLAGS := $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
            -fno-sanitize-recover=all -Isrc/lib -I$(HB)/third-party/bearssl/inc \
            -DPOSTERN_VERSION='"$(VERSION)"'
 HLDFLAGS := -fsanitize=address,undefined -L$(HB)/third-party/bearssl/lib
-$(HB)/obj/%.o: src/%.c $(wildcard src/lib/*.h) | host-thirdparty
+$(HB)/obj/%.o: src/%.c $(HDRS) | host-thirdparty
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
 	$(Q)$(HCC) $(HCFLAGS) -c -o $@ $<
-$(HB)/obj/tests/%.o: tests/unit/%.c $(wildcard src/lib/*.h tests/unit/*.h) | host-thirdparty
+$(HB)/obj/tests/%.o: tests/unit/%.c $(HDRS) $(wildcard tests/unit/*.h) | host-thirdparty
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
 	$(Q)$(HCC) $(HCFLAGS) -Itests/unit -c -o $@ $<

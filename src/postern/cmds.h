@@ -11,5 +11,6 @@ int cmd_version(int argc, char **argv);  /* main.c */
 int cmd_check(int argc, char **argv);    /* cmd_check.c: validate the configuration */
 int cmd_user(int argc, char **argv);     /* cmd_user.c: add|del|passwd|list */
 int cmd_fetch(int argc, char **argv);    /* cmd_fetch.c: run fetchd --once */
+int cmd_queue(int argc, char **argv);    /* cmd_queue.c: the outbound queue */
 
 #endif

@@ -1,0 +1,141 @@
+/*
+ * deliver.c - the one local delivery path (see deliver.h).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "deliver.h"
+
+typedef char deliver_name[USERS_NAME_MAX + 1];
+
+enum deliver_verdict deliver_filter_none(void *arg, int fd, const struct deliver_env *env,
+					 char *why, size_t whylen)
+{
+	(void)arg;
+	(void)fd;
+	(void)env;
+	if (whylen)
+		why[0] = '\0';
+	return DELIVER_ACCEPT;
+}
+
+enum deliver_verdict deliver_filter(const struct deliver_ctx *c, int fd,
+				    const struct deliver_env *env, char *why, size_t whylen)
+{
+	deliver_filter_fn f = c->filter ? c->filter : deliver_filter_none;
+	enum deliver_verdict v;
+
+	if (lseek(fd, 0, SEEK_SET) < 0) {
+		snprintf(why, whylen, "rewinding the message: %s", strerror(errno));
+		return DELIVER_TEMPFAIL;
+	}
+	v = f(c->filter_arg, fd, env, why, whylen);
+	if (lseek(fd, 0, SEEK_SET) < 0) {
+		snprintf(why, whylen, "rewinding the message: %s", strerror(errno));
+		return DELIVER_TEMPFAIL;
+	}
+	return v;
+}
+
+int deliver_maildir_path(const char *mail_root, const char *user, char *out, size_t cap)
+{
+	int n;
+
+	if (!users_name_valid(user))
+		return -1;
+	n = snprintf(out, cap, "%s/%s", mail_root, user);
+	return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+/* Adds the users addr resolves to into names[*n], skipping duplicates. */
+static int expand(const struct deliver_ctx *c, const char *addr, deliver_name *names,
+		  size_t *n, deliver_name *tmp)
+{
+	int k = users_resolve(c->db, addr, c->domain, tmp, DELIVER_USERS_MAX);
+
+	if (k <= 0)
+		return -1;
+	for (int i = 0; i < k; i++) {
+		size_t j;
+
+		for (j = 0; j < *n; j++)
+			if (strcmp(names[j], tmp[i]) == 0)
+				break;
+		if (j < *n)
+			continue;
+		if (*n >= DELIVER_USERS_MAX)
+			return -1;
+		strcpy(names[(*n)++], tmp[i]);
+	}
+	return 0;
+}
+
+/* The Maildir path of each user, created when missing. */
+static int make_dirs(const struct deliver_ctx *c, deliver_name *names, size_t n,
+		     char **dirs, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < n; i++) {
+		char path[DELIVER_PATH_MAX + 8];
+		struct stat st;
+
+		dirs[i] = malloc(DELIVER_PATH_MAX);
+		if (!dirs[i] || deliver_maildir_path(c->mail_root, names[i], dirs[i],
+						     DELIVER_PATH_MAX) < 0) {
+			snprintf(err, errlen, "%s: bad Maildir path", names[i]);
+			return -1;
+		}
+		snprintf(path, sizeof path, "%s/new", dirs[i]);
+		if (lstat(path, &st) < 0 && maildir_create(dirs[i]) < 0) {
+			snprintf(err, errlen, "%s: creating the Maildir: %s", dirs[i],
+				 strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int deliver_local(const struct deliver_ctx *c, int fd, const struct deliver_env *env,
+		  const char *key, char *err, size_t errlen)
+{
+	deliver_name *names = malloc(DELIVER_USERS_MAX * sizeof *names);
+	deliver_name *tmp = malloc(DELIVER_USERS_MAX * sizeof *tmp);
+	char **dirs = NULL;
+	size_t n = 0;
+	int r = DELIVER_ERR_TEMP;
+	enum deliver_verdict v;
+
+	if (!names || !tmp || env->nrcpt == 0 || env->nrcpt > DELIVER_RCPTS_MAX) {
+		snprintf(err, errlen, names && tmp ? "bad recipient count %zu" : "out of memory",
+			 env->nrcpt);
+		goto out;
+	}
+	for (size_t i = 0; i < env->nrcpt; i++)
+		if (expand(c, env->rcpts[i], names, &n, tmp) < 0) {
+			snprintf(err, errlen, "%.200s: no such local recipient", env->rcpts[i]);
+			r = DELIVER_ERR_NOUSER;
+			goto out;
+		}
+	v = deliver_filter(c, fd, env, err, errlen);
+	if (v != DELIVER_ACCEPT) {
+		r = v == DELIVER_REJECT ? DELIVER_ERR_REJECTED : DELIVER_ERR_TEMP;
+		goto out;
+	}
+	dirs = calloc(n, sizeof *dirs);
+	if (!dirs || make_dirs(c, names, n, dirs, err, errlen) < 0)
+		goto out;
+	r = maildir_deliver_fd((const char *const *)dirs, n, fd, key, err, errlen);
+	if (r < 0)
+		r = DELIVER_ERR_TEMP;
+out:
+	if (dirs)
+		for (size_t i = 0; i < n; i++)
+			free(dirs[i]);
+	free(dirs);
+	free(names);
+	free(tmp);
+	return r;
+}

@@ -1,0 +1,108 @@
+/*
+ * cmd_queue.c - `postern queue [list]` and `postern queue show ID`: the
+ * outbound queue (docs/QUEUE.md), read-only.
+ *
+ *   list   one line per message: id, age, size, sender, then one indented
+ *          line per recipient: state, attempts, next attempt, address,
+ *          last reply
+ *   show   the envelope record of ID as stored
+ *
+ * The queue directory is $POSTERN_QUEUE, else /data/queue. Exit status:
+ * 0, 1 usage, 111 the queue cannot be read.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cmds.h"
+#include "queue.h"
+
+#define QUEUE_DEFAULT_DIR "/data/queue"
+
+static const char queue_usage[] = "usage: postern queue [list] | show ID\n";
+
+struct list_state {
+	struct queue *q;
+	struct queue_env env;
+	time_t now;
+	int count;
+};
+
+static const char *const state_word[] = { "pending", "sent", "failed" };
+
+static int print_one(const char *id, void *arg)
+{
+	struct list_state *st = arg;
+	struct queue_env *e = &st->env;
+
+	if (queue_env_load(st->q, id, e) < 0) {
+		printf("%s  (unreadable envelope: %s)\n", id, strerror(errno));
+		return 0;
+	}
+	st->count++;
+	printf("%s  %6llds ago  %10llu bytes  <%s>  user=%s\n", e->id,
+	       (long long)(st->now - e->created), (unsigned long long)e->size, e->from,
+	       e->user[0] ? e->user : "-");
+	for (int i = 0; i < e->nrcpt; i++) {
+		const struct queue_rcpt *r = &e->rcpt[i];
+
+		printf("    %-7s %3u tries  next in %6llds  <%s>%s%s\n", state_word[r->state],
+		       r->attempts, (long long)(r->next_attempt - st->now), r->addr,
+		       r->reply[0] ? "  " : "", r->reply);
+	}
+	return 0;
+}
+
+int cmd_queue(int argc, char **argv)
+{
+	static struct list_state st;
+	const char *dir = getenv("POSTERN_QUEUE");
+	struct queue q;
+	struct stat sb;
+	int r;
+
+	if (!dir || !*dir)
+		dir = QUEUE_DEFAULT_DIR;
+	if (argc > 3 || (argc >= 2 && strcmp(argv[1], "list") != 0 && strcmp(argv[1], "show") != 0) ||
+	    (argc == 3) != (argc >= 2 && strcmp(argv[1], "show") == 0)) {
+		fputs(queue_usage, stderr);
+		return 1;
+	}
+	if (stat(dir, &sb) < 0 && errno == ENOENT) {
+		printf("queue is empty\n");
+		return 0;
+	}
+	if (queue_open(&q, dir) < 0) {
+		fprintf(stderr, "postern queue: %s: %s\n", dir, strerror(errno));
+		return 111;
+	}
+	st.q = &q;
+	st.now = time(NULL);
+	st.count = 0;
+	if (argc == 3) {
+		char buf[QUEUE_ENV_MAX];
+		int n;
+
+		if (!queue_id_valid(argv[2]) || queue_env_load(&q, argv[2], &st.env) < 0 ||
+		    (n = queue_env_format(&st.env, buf, sizeof buf)) < 0) {
+			fprintf(stderr, "postern queue: %s: not queued\n", argv[2]);
+			queue_close(&q);
+			return 1;
+		}
+		fwrite(buf, 1, (size_t)n, stdout);
+		queue_close(&q);
+		return 0;
+	}
+	r = queue_list(&q, print_one, &st);
+	queue_close(&q);
+	if (r < 0) {
+		fprintf(stderr, "postern queue: %s: %s\n", dir, strerror(errno));
+		return 111;
+	}
+	if (st.count == 0)
+		printf("queue is empty\n");
+	return 0;
+}

@@ -1,0 +1,300 @@
+/*
+ * session.c - the protocol core's hooks for submission (smtp-proto.h):
+ * AUTH through the shared throttle, the sender and recipient policy of
+ * issue 4, and the durable end of DATA: queue file for remote recipients,
+ * Maildir copies for local ones, 250 only after every fsync.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "smtpd.h"
+#include "throttle.h"
+
+static struct smtpd_conn *conn_of(void *ctx)
+{
+	return ctx;
+}
+
+void session_free_txn(struct smtpd_conn *c)
+{
+	if (!c->txn)
+		return;
+	if (c->txn->spooling)
+		queue_spool_abort(&c->txn->sp);
+	free(c->txn);
+	c->txn = NULL;
+	log_set_queue(&c->lf, NULL);
+}
+
+enum smtp_verdict session_auth(struct smtpd_conn *c)
+{
+	struct smtpd *d = c->d;
+	time_t now = time(NULL);
+	long wait = throttle_check(d->o.throttle, c->auth_user, c->addr, now);
+	int ok;
+
+	if (wait > 0) {
+		log_msg(LOG_NOTICE, &c->lf, "auth throttled user=%.64s wait=%lds", c->auth_user,
+			wait);
+		return SMTP_AUTH_THROTTLED;
+	}
+	pthread_mutex_lock(&d->cache_mu);
+	ok = users_verify_cached(&d->users, &d->cache, c->auth_user, c->auth_pass, now);
+	pthread_mutex_unlock(&d->cache_mu);
+	if (!ok) {
+		throttle_fail(d->o.throttle, c->auth_user, c->addr, now);
+		log_msg(LOG_NOTICE, &c->lf, "auth failed user=%.64s", c->auth_user);
+		return SMTP_AUTH_FAILED;
+	}
+	throttle_success(d->o.throttle, c->auth_user, c->addr, now);
+	return SMTP_OK;
+}
+
+/* The KDF goes to a worker (a burst of logins must not stall every other
+ * session); conn_job_done answers. */
+static enum smtp_verdict h_auth(void *ctx, struct smtp_server *s, const char *user,
+				const char *password)
+{
+	struct smtpd_conn *c = conn_of(ctx);
+	enum smtp_verdict v;
+
+	(void)s;
+	smtpd_refresh_users(c->d);
+	snprintf(c->auth_user, sizeof c->auth_user, "%s", user);
+	snprintf(c->auth_pass, sizeof c->auth_pass, "%s", password);
+	c->job = SMTPD_JOB_AUTH;
+	c->busy = 1;
+	if (pool_submit(c->d, c) == 0)
+		return SMTP_PENDING;
+	c->busy = 0;
+	v = session_auth(c);
+	memset(c->auth_pass, 0, sizeof c->auth_pass);
+	if (v == SMTP_OK) {
+		log_set_user(&c->lf, user);
+		log_msg(LOG_INFO, &c->lf, "authenticated");
+	}
+	return v;
+}
+
+/* 452 4.3.1 when the data partition is nearly full (RFC 5321 4.5.3.1.10 /
+ * RFC 3463 X.3.1): the queue and the Maildirs live there. */
+static int space_left(struct smtpd *d, uint64_t need)
+{
+	return maildir_fs_check(d->o.queue_dir, need, SMTPD_FS_RESERVE) == 0 &&
+	       maildir_fs_check(d->o.mail_root, need, SMTPD_FS_RESERVE) == 0;
+}
+
+static enum smtp_verdict h_mail(void *ctx, struct smtp_server *s)
+{
+	struct smtpd_conn *c = conn_of(ctx);
+	enum smtp_verdict v = SMTP_OK;
+
+	smtpd_refresh_users(c->d);
+	if (c->kind != SMTPD_PORT25)
+		v = smtp_sender_policy(&c->d->users, c->d->cfg->global.mail_domain, s->user,
+				       s->txn.from);
+	if (v != SMTP_OK) {
+		log_msg(LOG_NOTICE, &c->lf, "sender refused from=<%.256s>", s->txn.from);
+		return v;
+	}
+	if (!space_left(c->d, s->txn.size_param)) {
+		log_msg(LOG_WARNING, &c->lf, "data partition nearly full: 452");
+		return SMTP_NO_SPACE;
+	}
+	session_free_txn(c);
+	c->txn = calloc(1, sizeof *c->txn);
+	if (!c->txn)
+		return SMTP_TEMP_FAIL;
+	snprintf(c->txn->env.from, sizeof c->txn->env.from, "%s", s->txn.from);
+	snprintf(c->txn->env.user, sizeof c->txn->env.user, "%s", s->user);
+	return SMTP_OK;
+}
+
+/* Port 25 (devices that cannot log in): only the configured recipients,
+ * or local users when none are configured. */
+static int port25_allowed(struct smtpd *d, const char *addr, enum smtp_route r)
+{
+	const struct config_smtp *sm = &d->cfg->smtp;
+
+	if (sm->nport25_recipients == 0)
+		return r == SMTP_ROUTE_LOCAL;
+	for (int i = 0; i < sm->nport25_recipients; i++) {
+		const char *a = sm->port25_recipients[i];
+
+		if (strcasecmp(a, addr) == 0)
+			return 1;
+		if (!strchr(a, '@') && r == SMTP_ROUTE_LOCAL) {
+			char (*u)[USERS_NAME_MAX + 1] = malloc(SMTP_EXPAND_MAX * sizeof *u);
+			int n = u ? users_resolve(&d->users, addr, d->cfg->global.mail_domain, u,
+						  SMTP_EXPAND_MAX) : 0;
+			int hit = n == 1 && strcmp(u[0], a) == 0;
+
+			free(u);
+			if (hit)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+static enum smtp_verdict h_rcpt(void *ctx, struct smtp_server *s, const char *addr)
+{
+	struct smtpd_conn *c = conn_of(ctx);
+	struct smtpd_txn *t = c->txn;
+	enum smtp_route r;
+
+	(void)s;
+	if (!t)
+		return SMTP_TEMP_FAIL;
+	r = smtp_route(&c->d->users, c->d->cfg->global.mail_domain,
+		       c->d->cfg->smtp.unknown_recipients == CONFIG_UNKNOWN_RELAY, addr);
+	if (r == SMTP_ROUTE_BAD)
+		return SMTP_RCPT_BAD;
+	if (r == SMTP_ROUTE_UNKNOWN)
+		return SMTP_RCPT_UNKNOWN;
+	if (c->kind == SMTPD_PORT25 && !port25_allowed(c->d, addr, r))
+		return SMTP_RCPT_DENIED;
+	if (r == SMTP_ROUTE_LOCAL) {
+		snprintf(t->local[t->nlocal++], sizeof t->local[0], "%s", addr);
+	} else {
+		struct queue_rcpt *q = &t->env.rcpt[t->env.nrcpt++];
+
+		memset(q, 0, sizeof *q);
+		snprintf(q->addr, sizeof q->addr, "%s", addr);
+		q->state = QUEUE_PENDING;
+		q->next_attempt = time(NULL);
+	}
+	return SMTP_OK;
+}
+
+static enum smtp_verdict h_data_start(void *ctx, struct smtp_server *s)
+{
+	struct smtpd_conn *c = conn_of(ctx);
+	struct smtpd_txn *t = c->txn;
+
+	if (!t)
+		return SMTP_TEMP_FAIL;
+	if (queue_spool_open(&c->d->queue, &t->sp, time(NULL)) < 0) {
+		log_msg(LOG_ERR, &c->lf, "spool: %s", strerror(errno));
+		return errno == ENOSPC || errno == EDQUOT ? SMTP_NO_SPACE : SMTP_TEMP_FAIL;
+	}
+	t->spooling = 1;
+	snprintf(s->txn.queue_id, sizeof s->txn.queue_id, "%s", t->sp.id);
+	log_set_queue(&c->lf, t->sp.id);
+	return SMTP_OK;
+}
+
+static int h_data_write(void *ctx, struct smtp_server *s, const char *buf, size_t len)
+{
+	struct smtpd_conn *c = conn_of(ctx);
+
+	(void)s;
+	return c->txn ? queue_spool_write(&c->txn->sp, buf, len) : -1;
+}
+
+static enum smtp_verdict io_verdict(int e)
+{
+	return e == ENOSPC || e == EDQUOT ? SMTP_NO_SPACE : SMTP_TEMP_FAIL;
+}
+
+/* Local copies (after the queue commit, so a failure can undo the queue
+ * entry and the client's retry makes no duplicate). */
+static enum smtp_verdict deliver_locals(struct smtpd_conn *c, struct smtpd_txn *t,
+					struct deliver_env *env)
+{
+	struct deliver_ctx dc = { &c->d->users, c->d->cfg->global.mail_domain,
+				  c->d->o.mail_root, NULL, NULL };
+	const char *rcpts[SMTP_RCPTS_MAX];
+	char err[256];
+	int r, e;
+
+	/* The filter already ran once in finish(): none here. */
+	for (int i = 0; i < t->nlocal; i++)
+		rcpts[i] = t->local[i];
+	env->rcpts = rcpts;
+	env->nrcpt = (size_t)t->nlocal;
+	r = deliver_local(&dc, t->sp.fd, env, NULL, err, sizeof err);
+	e = errno;
+	env->rcpts = NULL;
+	if (r >= 0)
+		return SMTP_OK;
+	log_msg(LOG_ERR, &c->lf, "local delivery failed: %s", err);
+	return r == DELIVER_ERR_REJECTED ? SMTP_REJECTED : io_verdict(e);
+}
+
+enum smtp_verdict session_finish(struct smtpd_conn *c)
+{
+	struct smtpd_txn *t = c->txn;
+	struct deliver_env env = { t->env.from, NULL, 0, t->sp.id, t->env.user };
+	struct deliver_ctx dc = { &c->d->users, c->d->cfg->global.mail_domain,
+				  c->d->o.mail_root, NULL, NULL };
+	char why[256];
+
+	if (queue_spool_finish(&t->sp) < 0) {
+		log_msg(LOG_ERR, &c->lf, "spool fsync: %s", strerror(errno));
+		return io_verdict(errno);
+	}
+	if (deliver_filter(&dc, t->sp.fd, &env, why, sizeof why) != DELIVER_ACCEPT) {
+		log_msg(LOG_NOTICE, &c->lf, "refused by the filter: %s", why);
+		return SMTP_REJECTED;
+	}
+	t->env.created = time(NULL);
+	if (t->env.nrcpt > 0 && queue_spool_commit(&t->sp, &t->env) < 0) {
+		t->spooling = 0;   /* the spool is gone */
+		log_msg(LOG_ERR, &c->lf, "queue: %s", strerror(errno));
+		return io_verdict(errno);
+	}
+	if (t->nlocal > 0) {
+		enum smtp_verdict v = deliver_locals(c, t, &env);
+
+		if (v != SMTP_OK) {
+			if (t->env.nrcpt > 0)
+				queue_remove(&c->d->queue, t->sp.id);
+			return v;
+		}
+	}
+	log_msg(LOG_INFO, &c->lf, "accepted from=<%.256s> size=%llu local=%d queued=%d",
+		t->env.from, (unsigned long long)t->sp.size, t->nlocal, t->env.nrcpt);
+	return SMTP_OK;
+}
+
+/* The fsyncs go to a worker (worker.c); conn_job_done answers. Without
+ * workers the work is done here, blocking the loop. */
+static enum smtp_verdict h_data_end(void *ctx, struct smtp_server *s)
+{
+	struct smtpd_conn *c = conn_of(ctx);
+	enum smtp_verdict v;
+
+	(void)s;
+	if (!c->txn)
+		return SMTP_TEMP_FAIL;
+	c->job = SMTPD_JOB_DATA;
+	c->busy = 1;
+	if (pool_submit(c->d, c) == 0)
+		return SMTP_PENDING;
+	c->busy = 0;
+	v = session_finish(c);
+	session_free_txn(c);
+	return v;
+}
+
+static void h_abort(void *ctx, struct smtp_server *s)
+{
+	(void)s;
+	session_free_txn(conn_of(ctx));
+}
+
+const struct smtp_hooks smtpd_hooks = {
+	.auth = h_auth,
+	.mail = h_mail,
+	.rcpt = h_rcpt,
+	.data_start = h_data_start,
+	.data_write = h_data_write,
+	.data_end = h_data_end,
+	.txn_abort = h_abort,
+};

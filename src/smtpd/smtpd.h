@@ -1,0 +1,146 @@
+/*
+ * smtpd.h - the submission server's shared declarations (docs/smtpd.8.md).
+ *
+ * One process, one event loop (evloop.h). Roles by file:
+ *   main.c     options, configuration and users (re)loading, listeners,
+ *              privilege drop, signals, the loop
+ *   conn.c     one client connection: socket or TLS bytes <-> the protocol
+ *              core (smtp-proto.h), timeouts, closing
+ *   session.c  the core's hooks: AUTH (throttled), the submission policy,
+ *              spooling, local delivery (deliver.h) and queueing (queue.h)
+ */
+#ifndef POSTERN_SMTPD_H
+#define POSTERN_SMTPD_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "config.h"
+#include "deliver.h"
+#include "evloop.h"
+#include "log.h"
+#include "queue.h"
+#include "smtp-proto.h"
+#include "tls.h"
+#include "users.h"
+
+#define SMTPD_CONNS_MAX 256            /* simultaneous client connections */
+#define SMTPD_TIMERS_MAX (2 * SMTPD_CONNS_MAX + 8)
+#define SMTPD_LISTEN_MAX 3             /* 587, 465, 25 */
+#define SMTPD_BACKLOG 64
+#define SMTPD_FS_RESERVE (16ull << 20) /* bytes kept free on /data (452 below) */
+#define SMTPD_CLOSE_MS 5000            /* time to flush the last reply */
+#define SMTPD_WORKERS 8                /* threads making messages durable */
+
+enum smtpd_kind { SMTPD_SUBMISSION, SMTPD_SMTPS, SMTPD_PORT25 };
+
+/* What a worker thread does for a connection (worker.c). */
+enum smtpd_job { SMTPD_JOB_DATA, SMTPD_JOB_AUTH };
+
+struct smtpd_listener {
+	int fd;
+	enum smtpd_kind kind;
+	struct evl_io io;
+};
+
+struct smtpd_opts {
+	const char *config, *users, *mail_root, *queue_dir, *throttle;
+	const char *cert, *key, *run_user, *hostname;
+	const char *listen[SMTPD_LISTEN_MAX];   /* "ADDR:PORT" per kind, or NULL */
+	int foreground;
+	int ready_fd;
+};
+
+/* The worker threads (worker.c). */
+struct smtpd_conn;
+struct smtpd_pool {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct smtpd_conn *todo[SMTPD_CONNS_MAX];   /* a ring */
+	size_t todo_head, todo_len;
+	struct smtpd_conn *done[SMTPD_CONNS_MAX];
+	size_t ndone;
+	int efd;                               /* eventfd: jobs came back */
+	struct evl_io io;
+	pthread_t th[SMTPD_WORKERS];
+	int nthreads;
+	int stopping;
+};
+
+struct smtpd {
+	struct smtpd_opts o;
+	struct evloop loop;
+	struct evl_timer *heap[SMTPD_TIMERS_MAX];
+	struct config *cfg;
+	struct users_db users;
+	struct timespec users_mtime;
+	struct users_cache cache;
+	pthread_mutex_t cache_mu;              /* the cache is shared by workers */
+	struct queue queue;
+	struct tls_server_config tls;
+	int have_tls;
+	char hostname[SMTP_HOSTNAME_MAX + 1];
+	struct smtpd_listener lis[SMTPD_LISTEN_MAX];
+	int nconns;
+	struct smtpd_pool pool;
+	int jobs;                              /* in the pool: no reloads now */
+	int reload_pending;                    /* SIGHUP came while jobs ran */
+};
+
+/* A transaction's state, allocated at MAIL, freed at its end. */
+struct smtpd_txn {
+	struct queue_spool sp;
+	int spooling;
+	struct queue_env env;                  /* remote recipients */
+	int nlocal;
+	char local[SMTP_RCPTS_MAX][SMTP_PATH_MAX + 1];
+};
+
+struct smtpd_conn {
+	struct smtpd *d;
+	int fd;
+	enum smtpd_kind kind;
+	struct evl_io io;
+	struct evl_timer timer;                /* the RFC 5321 timeouts */
+	struct evl_timer kick;                 /* "run again soon" */
+	struct tls_conn *tls;                  /* NULL until TLS starts */
+	int tls_up;                            /* the handshake completed */
+	int tls_closing;
+	struct smtp_server smtp;
+	struct log_fields lf;
+	char addr[64];                         /* peer address without port */
+	struct sockaddr_storage sa;
+	struct smtpd_txn *txn;
+	int busy;                              /* a worker has this connection's job */
+	int job;                               /* enum smtpd_job */
+	char auth_user[SMTP_AUTH_USER_MAX + 1];
+	char auth_pass[SMTP_AUTH_PASS_MAX + 1];   /* wiped when the job is done */
+	int dead;                              /* closed while busy: free on return */
+	enum smtp_verdict verdict;             /* the worker's answer */
+};
+
+/* conn.c */
+void conn_accept(struct smtpd *d, struct smtpd_listener *l);
+void conn_job_done(struct smtpd_conn *c);
+
+/* session.c */
+extern const struct smtp_hooks smtpd_hooks;
+void session_free_txn(struct smtpd_conn *c);
+/* The durable end of a message (spool fsync, queue, Maildirs): runs on a
+ * worker thread, touching only c->txn and read-only shared state. */
+enum smtp_verdict session_finish(struct smtpd_conn *c);
+/* The password check of AUTH (throttle, KDF): runs on a worker thread. */
+enum smtp_verdict session_auth(struct smtpd_conn *c);
+
+/* worker.c */
+int pool_start(struct smtpd *d);
+int pool_submit(struct smtpd *d, struct smtpd_conn *c);
+void pool_stop(struct smtpd *d);
+
+/* main.c */
+void smtpd_refresh_users(struct smtpd *d);
+void smtpd_reload_pending(struct smtpd *d);
+
+#endif
