@@ -9,6 +9,7 @@ their daemons' benchmarks (each against its peer, printed as ratios).
 import os
 import pathlib
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +33,14 @@ def boot_figures(firmware, runs):
     return times, mem
 
 
+def daemon_benches():
+    """Each daemon's benchmark against its peer, in this same run."""
+    here = pathlib.Path(__file__).resolve().parent
+    for script, args in (("bench_smtpd.py", ["--sessions", "20", "--per", "100"]),):
+        print(f"== {script} {' '.join(args)}", flush=True)
+        subprocess.run([sys.executable, str(here / script), *args], check=False)
+
+
 def main():
     print(f"image: {IMG.resolve().name} ({IMG.resolve().stat().st_size // 1024} KiB)")
     kernel = IMG.parent / "kernel"
@@ -42,10 +51,11 @@ def main():
         times, (used, total, rss) = boot_figures(fw, runs if fw == "bios" else 1)
         first, rest = times[0], times[1:]
         print(f"boot-to-ready {fw} (TCG): first boot {first:.1f} s"
-              + (f", later boots median {sorted(rest)[len(rest) // 2]:.1f} s" if rest else "")
+              + (f", median of the other runs {sorted(rest)[len(rest) // 2]:.1f} s" if rest else "")
               + f" (runs: {', '.join(f'{t:.1f}' for t in times)})")
         print(f"idle memory {fw}: {used // 1024} MiB used of {total // 1024} MiB "
               f"(MemTotal-MemAvailable), processes' RSS sum {rss // 1024} MiB")
+    daemon_benches()
 
 
 if __name__ == "__main__":
