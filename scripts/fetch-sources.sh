@@ -11,8 +11,8 @@
 #                                       now and rewrite scripts/sha256sums
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
-pins=$top/scripts/pins
-sums=$top/scripts/sha256sums
+pins=${POSTERN_PINS:-$top/scripts/pins}
+sums=${POSTERN_SUMS:-$top/scripts/sha256sums}
 cache=${POSTERN_CACHE:-$HOME/.cache/postern}
 dl=$cache/dl
 mkdir -p "$dl" "$cache/src"
