@@ -61,7 +61,7 @@ for n in mke2fs e2fsck resize2fs; do install -m 0755 "$tp/e2fsprogs/sbin/$n" "$s
 ln -sf mke2fs "$st/sbin/mkfs.ext4"
 ln -sf e2fsck "$st/sbin/fsck.ext4"
 install -m 0755 "$tp/util-linux/sbin/sfdisk" "$st/sbin/sfdisk"
-printf '[defaults]\n\tbase_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr\n\tdefault_mntopts = acl,user_xattr\n\tblocksize = 4096\n\tinode_ratio = 16384\n[fs_types]\n\text4 = {\n\t\tfeatures = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize\n\t}\n' > "$st/etc/mke2fs.conf"
+printf '[defaults]\n\tbase_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr\n\tdefault_mntopts = acl,user_xattr\n\tblocksize = 4096\n\tinode_ratio = 16384\n\tinode_size = 256\n[fs_types]\n\text4 = {\n\t\tfeatures = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize\n\t}\n' > "$st/etc/mke2fs.conf"
 
 # CA bundle for verifying the provider's servers.
 install -m 0644 "$tp/ca-certificates/ca-certificates.crt" "$st/etc/ssl/certs/ca-certificates.crt"
