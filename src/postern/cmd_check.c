@@ -17,7 +17,7 @@
 
 static const char check_usage[] = "usage: postern check [-q] [FILE]\n";
 
-static const char *config_path(const char *arg)
+const char *postern_conf_path(const char *arg)
 {
 	const char *env = getenv("POSTERN_CONF");
 
@@ -37,7 +37,7 @@ int cmd_check(int argc, char **argv)
 		fputs(check_usage, stderr);
 		return 1;
 	}
-	path = config_path(argc - quiet == 2 ? argv[1 + quiet] : NULL);
+	path = postern_conf_path(argc - quiet == 2 ? argv[1 + quiet] : NULL);
 	cfg = config_load(path, &errs);
 	if (!cfg) {
 		for (int i = 0; i < errs.count; i++)

@@ -12,5 +12,10 @@ int cmd_check(int argc, char **argv);    /* cmd_check.c: validate the configurat
 int cmd_user(int argc, char **argv);     /* cmd_user.c: add|del|passwd|list */
 int cmd_fetch(int argc, char **argv);    /* cmd_fetch.c: run fetchd --once */
 int cmd_queue(int argc, char **argv);    /* cmd_queue.c: the outbound queue */
+int cmd_config(int argc, char **argv);   /* cmd_config.c: get|set|unset one setting */
+
+/* The configuration file: arg when given, else $POSTERN_CONF, else
+ * /data/etc/postern.conf (cmd_check.c). */
+const char *postern_conf_path(const char *arg);
 
 #endif

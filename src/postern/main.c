@@ -19,6 +19,7 @@ struct command {
 
 static const struct command commands[] = {
 	{ "check", cmd_check, "check [FILE]         validate the configuration" },
+	{ "config", cmd_config, "config get|set|unset KEY [VALUE]   read or change one setting" },
 	{ "fetch", cmd_fetch, "fetch [ACCOUNT]      poll the provider accounts now" },
 	{ "queue", cmd_queue, "queue [list] | show ID   the outbound queue" },
 	{ "user", cmd_user, "user add|del|passwd|role|list|...  manage users" },
