@@ -43,6 +43,23 @@ def delivered(data):
     return out
 
 
+def kill_when_progress(p, data, rnd):
+    """Waits until the kill point: mostly after a random number of further
+    deliveries (so kills land mid-fetch whatever the machine's speed),
+    sometimes after a random short time (handshake, login, UIDL)."""
+    if rnd.random() < 0.15:
+        time.sleep(rnd.uniform(0.0, 0.15))
+        return
+    start = len(delivered(data))
+    target = start + rnd.randint(1, max(1, N // (2 * KILLS)))
+    deadline = time.monotonic() + 120
+    while p.poll() is None and time.monotonic() < deadline:
+        if len(delivered(data)) >= target:
+            break
+        time.sleep(0.003)
+    time.sleep(rnd.uniform(0.0, 0.01))   # anywhere in the next message's path
+
+
 @pytest.mark.parametrize("keep", ["no", "yes"])
 def test_kill9_exactly_once(tmp_path, free_port, hostbin, keep):
     rnd = random.Random(6 + (keep == "yes"))
@@ -63,12 +80,12 @@ def test_kill9_exactly_once(tmp_path, free_port, hostbin, keep):
         cmd = [hostbin("fetchd"), "--once", "-d", str(data)]
         env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")
         kills = partial = 0
-        for _ in range(KILLS * 3):
-            if kills >= KILLS:
+        for _ in range(KILLS * 4):
+            if kills >= KILLS or len(delivered(data)) >= N - 1:
                 break
             p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  env=env)
-            time.sleep(rnd.uniform(0.05, 1.5))
+            kill_when_progress(p, data, rnd)
             if p.poll() is None:
                 p.kill()
                 kills += 1
@@ -82,7 +99,8 @@ def test_kill9_exactly_once(tmp_path, free_port, hostbin, keep):
             partial += 0 < len(ids) < N
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert kills > 0 and partial > 0, (kills, partial)
+        print(f"kills={kills} partial-states={partial}")
+        assert kills >= KILLS // 2 and partial > 0, (kills, partial)
         got = delivered(data)
         assert sorted(got) == sorted(msgs)
         assert len(prov.stored("alice")) == (N if keep == "yes" else 0)
