@@ -84,12 +84,19 @@ class Dovecot:
         self._chown(self.dir / "mail")
 
     def stored(self, user):
-        """The messages still on the server (bytes), in name order."""
-        out = []
-        for sub in ("new", "cur"):
-            for f in sorted((self.maildir(user) / sub).iterdir()):
-                out.append(f.read_bytes())
-        return out
+        """The messages still on the server (bytes), in name order. A Dovecot
+        session left behind by a killed client may still be renaming files
+        (new/ -> cur/, flag changes) while we read: list again then."""
+        for _ in range(50):
+            try:
+                out = []
+                for sub in ("new", "cur"):
+                    for f in sorted((self.maildir(user) / sub).iterdir()):
+                        out.append(f.read_bytes())
+                return out
+            except FileNotFoundError:
+                time.sleep(0.05)
+        raise AssertionError(f"{user}'s Maildir kept changing while being read")
 
     def _chown(self, top):
         for root, dirs, files in os.walk(top):
