@@ -56,8 +56,12 @@ sources: setup-build
 thirdparty: sources
 	@scripts/build-thirdparty.sh $(ARCH) $(TP)
 
+# The kernel's timestamp is the last commit that changed its inputs, so a
+# commit elsewhere does not relink it (still reproducible).
+KERNEL_EPOCH := $(or $(shell git log -1 --format=%ct -- $(BOARD_DIR)/kernel.config \
+                  scripts/build-kernel.sh scripts/pins 2>/dev/null),$(SOURCE_DATE_EPOCH))
 kernel: sources
-	@scripts/build-kernel.sh $(BOARD_DIR) $(B)/kernel
+	@SOURCE_DATE_EPOCH=$(KERNEL_EPOCH) scripts/build-kernel.sh $(BOARD_DIR) $(B)/kernel
 
 # ---- our C code -------------------------------------------------------------
 WARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
