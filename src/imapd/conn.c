@@ -233,13 +233,7 @@ static int pull(struct imapd_conn *c)
 		p = linebuf_space(&c->lb, &room);
 		if (room == 0)
 			return progress;
-		if (c->tls) {
-			if (!tls_established(c->tls))
-				return progress;
-			n = tls_read(c->tls, p, room);
-		} else {
-			n = recv(c->fd, p, room, 0);
-		}
+		n = tls_conn_recv(c->tls, c->fd, p, room);
 		if (n == 0)
 			return -1;
 		if (n < 0)
@@ -258,20 +252,7 @@ static int push(struct imapd_conn *c)
 
 	if (len == 0)
 		return 0;
-	if (c->tls) {
-		if (!tls_established(c->tls))
-			return 0;
-		n = tls_write(c->tls, c->out + c->outoff, len);
-		if (n < 0 && errno == EAGAIN) {
-			int w = tls_pump(c->tls, c->fd);
-
-			if (w < 0)
-				return -1;
-			n = (w & POLLOUT) ? 0 : tls_write(c->tls, c->out + c->outoff, len);
-		}
-	} else {
-		n = send(c->fd, c->out + c->outoff, len, MSG_NOSIGNAL);
-	}
+	n = tls_conn_send(c->tls, c->fd, c->out + c->outoff, len);
 	if (n < 0)
 		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
 	c->outoff += (size_t)n;

@@ -931,3 +931,42 @@ int tls_close_fd(struct tls_conn *c, int fd, int64_t deadline_ms)
 	tls_close(c);
 	return tls_flush_fd(c, fd, deadline_ms);
 }
+
+ssize_t tls_conn_recv(struct tls_conn *c, int fd, void *buf, size_t cap)
+{
+	if (!c)
+		return recv(fd, buf, cap, 0);
+	if (!tls_established(c)) {
+		errno = EAGAIN;
+		return -1;
+	}
+	return tls_read(c, buf, cap);
+}
+
+ssize_t tls_conn_send(struct tls_conn *c, int fd, const void *buf, size_t len)
+{
+	ssize_t n;
+	int w;
+
+	if (!c)
+		return send(fd, buf, len, MSG_NOSIGNAL);
+	if (!tls_established(c)) {
+		errno = EAGAIN;
+		return -1;
+	}
+	n = tls_write(c, buf, len);
+	if (n >= 0 || errno != EAGAIN)
+		return n;
+	/* A record waits in the engine: send it, then retry once. */
+	w = tls_pump(c, fd);
+	if (w < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			errno = EIO;   /* the connection is over, not busy */
+		return -1;
+	}
+	if (w & POLLOUT) {
+		errno = EAGAIN;   /* the socket is full: wait for it */
+		return -1;
+	}
+	return tls_write(c, buf, len);
+}

@@ -242,6 +242,16 @@ void tls_close(struct tls_conn *c);
  *   (end of stream) or -1 with EPROTO (tls_error says why). Close then. */
 int tls_pump(struct tls_conn *c, int fd);
 
+/*
+ * Non-blocking application I/O for a server connection that is either TLS
+ * (c non-NULL) or still plain text (c NULL, before STARTTLS): the same
+ * contract as recv/send. -1 with EAGAIN while the handshake runs or no
+ * data/room is ready. tls_conn_send flushes a record waiting in the engine
+ * and retries once; -1 with EAGAIN means wait for the socket.
+ */
+ssize_t tls_conn_recv(struct tls_conn *c, int fd, void *buf, size_t cap);
+ssize_t tls_conn_send(struct tls_conn *c, int fd, const void *buf, size_t len);
+
 /* ---- 3. blocking helpers with deadlines -------------------------------- */
 
 /* Current CLOCK_MONOTONIC time in milliseconds; deadlines are in these.

@@ -118,13 +118,7 @@ static int pull(struct smtpd_conn *c)
 
 		if (room == 0)
 			return progress;
-		if (c->tls) {
-			if (!tls_established(c->tls))
-				return progress;
-			n = tls_read(c->tls, p, room);
-		} else {
-			n = recv(c->fd, p, room, 0);
-		}
+		n = tls_conn_recv(c->tls, c->fd, p, room);
 		if (n == 0)
 			return -1;
 		if (n < 0)
@@ -144,22 +138,7 @@ static int push(struct smtpd_conn *c)
 
 	if (len == 0)
 		return 0;
-	if (c->tls) {
-		if (!tls_established(c->tls))
-			return 0;
-		/* EAGAIN: a record waits in the engine; send it and retry once. */
-		for (int tries = 0; (n = tls_write(c->tls, out, len)) < 0 && errno == EAGAIN &&
-				    tries < 1; tries++) {
-			int w = tls_pump(c->tls, c->fd);
-
-			if (w < 0)
-				return -1;
-			if (w & POLLOUT)
-				return 0;   /* the socket is full: wait for it */
-		}
-	} else {
-		n = send(c->fd, out, len, MSG_NOSIGNAL);
-	}
+	n = tls_conn_send(c->tls, c->fd, out, len);
 	if (n < 0)
 		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
 	smtp_server_consumed(&c->smtp, (size_t)n);
