@@ -9,9 +9,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <grp.h>
 #include <netdb.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +19,7 @@
 #include <unistd.h>
 
 #include "imapd.h"
+#include "privdrop.h"
 
 #define EXIT_PERM 100
 #define EXIT_TEMP 111
@@ -179,17 +178,10 @@ static void open_listeners(struct imapd *d)
 /* Network parsers never run as root (DESIGN.md): drop after binding. */
 static void drop_privileges(const char *name)
 {
-	struct passwd *pw;
+	char err[256];
 
-	if (getuid() != 0 && geteuid() != 0)
-		return;
-	if (!name)
-		die(EXIT_PERM, "refusing to serve as root: give --user");
-	if (!(pw = getpwnam(name)))
-		die(EXIT_PERM, "no such user: %s", name);
-	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0 ||
-	    setuid(0) == 0)
-		die(EXIT_TEMP, "cannot drop privileges to %s: %s", name, strerror(errno));
+	if (priv_drop(name, err, sizeof err) < 0)
+		die(EXIT_PERM, "%s", err);
 }
 
 int main(int argc, char **argv)

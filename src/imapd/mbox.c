@@ -453,7 +453,7 @@ static int store_message(const char *dir, const char *data, size_t len, const ch
 	new_name(name, cap, len, flags);
 	snprintf(tmp, sizeof tmp, "%s/tmp/%s", dir, name);
 	snprintf(fin, sizeof fin, "%s/cur/%s", dir, name);
-	if ((fd = fs_open_nofollow(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600)) < 0)
+	if ((fd = fs_open_nofollow(tmp, O_WRONLY | O_CREAT | O_EXCL, FS_MAIL_FILE_MODE)) < 0)
 		return -1;
 	while (off < len) {
 		ssize_t n = write(fd, data + off, len - off);

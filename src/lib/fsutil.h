@@ -16,6 +16,16 @@
 #define FS_PATH_MAX 4096
 
 /*
+ * Modes of the mail store and the queue (/data/mail, /data/queue): shared by
+ * the group "mail" (smtpd, imapd, fetchd, relayd each run as their own user,
+ * see privdrop.h), closed to everyone else. Directories carry the set-group-ID
+ * bit so that what any of them creates stays in the group. Daemons run with
+ * umask 007 so these modes reach the disk as written.
+ */
+#define FS_MAIL_DIR_MODE 02770
+#define FS_MAIL_FILE_MODE 0660
+
+/*
  * Opens path with O_NOFOLLOW|O_CLOEXEC added to flags: if the last component
  * is a symbolic link the open fails (ELOOP). mode is used with O_CREAT.
  * Returns the descriptor or -1.

@@ -466,7 +466,7 @@ static int write_index(const char *path, uint32_t v, uint32_t next, const struct
 		len += (size_t)snprintf(buf + len, cap - len, "%u %.*s\n", s->m[i].uid,
 					(int)s->m[i].baselen, s->m[i].name);
 	len += (size_t)snprintf(buf + len, cap - len, INDEX_TRAILER "%u %u\n", v, next);
-	r = fs_write_atomic(path, buf, len, 0600);
+	r = fs_write_atomic(path, buf, len, FS_MAIL_FILE_MODE);
 	free(buf);
 	return r;
 }
@@ -550,7 +550,7 @@ int imap_index_sync(struct imap_index *ix, char *err, size_t errlen)
 
 	snprintf(path, sizeof path, "%s/" IMAP_INDEX_FILE, ix->dir);
 	snprintf(lock, sizeof lock, "%s/" IMAP_INDEX_LOCK, ix->dir);
-	fd = fs_open_nofollow(lock, O_RDWR | O_CREAT, 0600);
+	fd = fs_open_nofollow(lock, O_RDWR | O_CREAT, FS_MAIL_FILE_MODE);
 	if (fd < 0)
 		return seterr(err, errlen, "%s: %s", lock, strerror(errno));
 	if (flock(fd, LOCK_EX) < 0) {

@@ -25,8 +25,8 @@
 #define MAILDIR_IO_BUF 32768         /* bytes copied per read */
 #define MAILDIR_KEY_HEX 32           /* hex digits of SHA-256(key) in names */
 #define MAILDIR_KEYS_DIR "postern-keys"
-#define MAILDIR_DIR_MODE 0700
-#define MAILDIR_FILE_MODE 0600
+#define MAILDIR_DIR_MODE FS_MAIL_DIR_MODE
+#define MAILDIR_FILE_MODE FS_MAIL_FILE_MODE
 
 const char *const maildir_default_folders[] = {
 	"Sent", "Drafts", "Trash", "Junk", "Archive", NULL

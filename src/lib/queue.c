@@ -26,7 +26,7 @@ static int open_sub(const char *dir, const char *sub)
 	char path[QUEUE_DIR_MAX + 8];
 
 	snprintf(path, sizeof path, "%s/%s", dir, sub);
-	if (fs_mkdir_p(path, 0700) < 0)
+	if (fs_mkdir_p(path, FS_MAIL_DIR_MODE) < 0)
 		return -1;
 	return fs_open_nofollow(path, O_RDONLY | O_DIRECTORY, 0);
 }
@@ -97,7 +97,7 @@ int queue_spool_open(struct queue *q, struct queue_spool *sp, time_t now)
 	for (int tries = 0; tries < 8; tries++) {
 		if (queue_new_id(sp->id, now) < 0)
 			return -1;
-		sp->fd = fs_openat_nofollow(q->tmpfd, sp->id, O_RDWR | O_CREAT | O_EXCL, 0600);
+		sp->fd = fs_openat_nofollow(q->tmpfd, sp->id, O_RDWR | O_CREAT | O_EXCL, FS_MAIL_FILE_MODE);
 		if (sp->fd >= 0 || errno != EEXIST)
 			break;
 	}
@@ -433,7 +433,7 @@ int queue_env_save(struct queue *q, const struct queue_env *env)
 		return -1;
 	n = queue_env_format(env, buf, QUEUE_ENV_MAX);
 	if (n >= 0)
-		r = fs_write_atomic(path, buf, (size_t)n, 0600);
+		r = fs_write_atomic(path, buf, (size_t)n, FS_MAIL_FILE_MODE);
 	free(buf);
 	return r;
 }

@@ -10,9 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <grp.h>
 #include <netdb.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +21,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "privdrop.h"
 #include "smtpd.h"
 
 #define EXIT_PERM 100
@@ -246,18 +245,10 @@ static void open_listeners(struct smtpd *d)
 /* Network parsers never run as root (DESIGN.md): drop after binding. */
 static void drop_privileges(const char *name)
 {
-	struct passwd *pw;
+	char err[256];
 
-	if (getuid() != 0 && geteuid() != 0)
-		return;
-	if (!name)
-		die(EXIT_PERM, "refusing to serve as root: give --user");
-	pw = getpwnam(name);
-	if (!pw)
-		die(EXIT_PERM, "no such user: %s", name);
-	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0 ||
-	    setuid(0) == 0)
-		die(EXIT_TEMP, "cannot drop privileges to %s: %s", name, strerror(errno));
+	if (priv_drop(name, err, sizeof err) < 0)
+		die(EXIT_PERM, "%s", err);
 }
 
 int main(int argc, char **argv)
