@@ -26,6 +26,7 @@
 
 #include "fetchd.h"
 #include "fsutil.h"
+#include "privdrop.h"
 
 /* The daemon looks at its clock and the control file this often (s). */
 #define FETCH_TICK_S 5
@@ -167,13 +168,15 @@ static int daemon_loop(const struct fetch_paths *p)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: fetchd [-d DATADIR] [-c CONF] [-f]\n"
-		"       fetchd --once [-d DATADIR] [-c CONF] [ACCOUNT]\n");
+	fprintf(stderr, "usage: fetchd [-d DATADIR] [-c CONF] [-u USER] [-f]\n"
+		"       fetchd --once [-d DATADIR] [-c CONF] [-u USER] [ACCOUNT]\n");
 }
 
 int main(int argc, char **argv)
 {
 	const char *data = "/data", *conf = getenv("POSTERN_CONF"), *only = NULL;
+	const char *user = NULL;
+	char err[256];
 	int one = 0, fg = 0;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--once") == 0 || strcmp(argv[i], "-1") == 0)
@@ -182,6 +185,8 @@ int main(int argc, char **argv)
 			fg = 1;
 		else if ((strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc)
 			*(argv[i][1] == 'd' ? &data : &conf) = argv[i + 1], i++;
+		else if (strcmp(argv[i], "-u") == 0 && i + 1 < argc)
+			user = argv[++i];   /* drop from root to USER (privdrop.h) */
 		else if (argv[i][0] != '-' && one && !only)
 			only = argv[i];
 		else {
@@ -195,6 +200,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_open("fetchd", LOG_MAIL, one || fg ? LOG_DEST_STDERR : LOG_DEST_SYSLOG);
+	if (user && priv_drop(user, err, sizeof err) < 0) {
+		fprintf(stderr, "fetchd: %s\n", err);
+		return 100;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	if (one)
 		return once(&p, only);

@@ -142,6 +142,12 @@ int fs_fsync_parent(const char *path)
 
 int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 {
+	return fs_write_atomic_owned(path, data, len, mode, (uid_t)-1, (gid_t)-1);
+}
+
+int fs_write_atomic_owned(const char *path, const void *data, size_t len, mode_t mode,
+			  uid_t uid, gid_t gid)
+{
 	char dir[FS_PATH_MAX], tmp[FS_PATH_MAX];
 	const char *base;
 	int fd, n, saved;
@@ -156,6 +162,10 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 	fd = mkstemp(tmp);
 	if (fd < 0)
 		return -1;
+	/* Owner and mode are set before a byte is written: a secret is never
+	 * readable by anyone else, not even while it is a temp file. */
+	if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) < 0)
+		goto fail;
 	if (fchmod(fd, mode) < 0 || write_all(fd, data, len) < 0 || fsync(fd) < 0)
 		goto fail;
 	if (close(fd) < 0) {

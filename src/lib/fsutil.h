@@ -65,6 +65,11 @@ ssize_t fs_read_file(const char *path, char *buf, size_t cap);
  */
 int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/* fs_write_atomic, and the temp file is fchown'ed to uid:gid before anything
+ * is written to it ((uid_t)-1 / (gid_t)-1 leave that part unchanged). */
+int fs_write_atomic_owned(const char *path, const void *data, size_t len, mode_t mode,
+			  uid_t uid, gid_t gid);
+
 /* fsyncs the directory dir (after a create, rename or unlink in it). */
 int fs_fsync_dir(const char *dir);
 

@@ -65,8 +65,8 @@ static int take_name(const char *arg, char out[USERS_NAME_MAX + 1])
 	return 0;
 }
 
-/* One line from stdin without its newline; echo off on a terminal. */
-static int read_line(const char *prompt, char *buf, size_t cap)
+/* One line from stdin without its newline; echo off on a terminal (cmds.h). */
+int read_hidden_line(const char *prompt, char *buf, size_t cap)
 {
 	struct termios old, quiet;
 	int tty = isatty(STDIN_FILENO), r = 0;
@@ -102,7 +102,7 @@ static int new_password_hash(char *hash, size_t hashlen)
 	char pw[USERS_PASSWORD_MAX + 2], again[USERS_PASSWORD_MAX + 2];
 	int r = -1;
 
-	if (read_line("New password: ", pw, sizeof pw) != 0) {
+	if (read_hidden_line("New password: ", pw, sizeof pw) != 0) {
 		fprintf(stderr, "postern user: no password on stdin (or longer than %d bytes)\n",
 			USERS_PASSWORD_MAX);
 		return -1;
@@ -110,7 +110,7 @@ static int new_password_hash(char *hash, size_t hashlen)
 	if (pw[0] == '\0')
 		fprintf(stderr, "postern user: empty password refused\n");
 	else if (isatty(STDIN_FILENO) &&
-		 (read_line("Again: ", again, sizeof again) != 0 || strcmp(pw, again) != 0))
+		 (read_hidden_line("Again: ", again, sizeof again) != 0 || strcmp(pw, again) != 0))
 		fprintf(stderr, "postern user: passwords do not match\n");
 	else if (users_hash_password(pw, hash, hashlen) < 0)
 		fprintf(stderr, "postern user: cannot hash the password (no randomness?)\n");

@@ -7,15 +7,23 @@
 #ifndef POSTERN_CMDS_H
 #define POSTERN_CMDS_H
 
+#include <stddef.h>
+
 int cmd_version(int argc, char **argv);  /* main.c */
 int cmd_check(int argc, char **argv);    /* cmd_check.c: validate the configuration */
 int cmd_user(int argc, char **argv);     /* cmd_user.c: add|del|passwd|list */
 int cmd_fetch(int argc, char **argv);    /* cmd_fetch.c: run fetchd --once */
 int cmd_queue(int argc, char **argv);    /* cmd_queue.c: the outbound queue */
 int cmd_config(int argc, char **argv);   /* cmd_config.c: get|set|unset one setting */
+int cmd_secret(int argc, char **argv);   /* cmd_secret.c: set|list|fix secrets */
 
 /* The configuration file: arg when given, else $POSTERN_CONF, else
  * /data/etc/postern.conf (cmd_check.c). */
 const char *postern_conf_path(const char *arg);
+
+/* One line from stdin into buf without its line ending, with prompt and echo
+ * off on a terminal (cmd_user.c). Returns 0, -1 at end of input, -2 when the
+ * line is longer than the buffer. */
+int read_hidden_line(const char *prompt, char *buf, size_t cap);
 
 #endif

@@ -22,6 +22,7 @@ static const struct command commands[] = {
 	{ "config", cmd_config, "config get|set|unset KEY [VALUE]   read or change one setting" },
 	{ "fetch", cmd_fetch, "fetch [ACCOUNT]      poll the provider accounts now" },
 	{ "queue", cmd_queue, "queue [list] | show ID   the outbound queue" },
+	{ "secret", cmd_secret, "secret set|list|fix [NAME]   provider passwords (value on stdin)" },
 	{ "user", cmd_user, "user add|del|passwd|role|list|...  manage users" },
 	{ "version", cmd_version, "version              print the firmware version" },
 };

@@ -27,6 +27,18 @@ internal-domain office.lan
 
 [lan]
 address         {LAN}/24
+
+[smarthost]
+host            smtp.provider.example
+user            office@example.com
+password-file   smart.pass
+
+[account anna]
+server          pop.provider.example
+user            anna@example.com
+password-file   anna.pass
+deliver-to      alice
+enabled         no
 """
 PASSWORDS = {"alice": "alice-Secret-1", "bob": "bob-Secret-2"}
 
@@ -101,10 +113,15 @@ def test_mail_services_end_to_end(tmp_path):
             f = line.split()
             if len(f) == 2:
                 users.setdefault(f[1], set()).add(f[0])
-        assert users.get("smtpd") == {"mail"}, ps
-        assert users.get("imapd") == {"mail"}, ps
-        assert users.get("fetchd") == {"mail"}, ps
-        assert users.get("dnsd") == {"dnsd"}, ps
+        for s in ("smtpd", "imapd", "fetchd", "dnsd"):
+            assert users.get(s) == {s}, ps
+        # ... with the groups they share: mail (101) for the store, auth (108)
+        # for the users file; dnsd has neither.
+        for s, groups in (("smtpd", "101 103 108"), ("imapd", "101 104 108"),
+                          ("fetchd", "101 105 108"), ("dnsd", "102")):
+            status = box.sh(f"cat /proc/$(pidof {s})/status")
+            g = re.search(r"^Groups:\s*(.*)$", status, re.M).group(1).split()
+            assert sorted(g) == groups.split(), (s, status)
         # dnsd's port window is closed again once it listens.
         assert box.sh("cat /proc/sys/net/ipv4/ip_unprivileged_port_start").strip() == "1024"
 
@@ -114,14 +131,36 @@ def test_mail_services_end_to_end(tmp_path):
         assert "/data/secrets/tls/server.key root:root 600" in modes, modes
         assert "/data/secrets/tls/ca.key root:root 600" in modes, modes
         assert "/data/secrets/tls root:root 700" in modes, modes
-        assert "/data/mail mail:mail 700" in modes, modes
-        assert "/data/queue mail:mail 700" in modes, modes
+        assert "/data/mail root:mail 2770" in modes, modes
+        assert "/data/queue root:mail 2770" in modes, modes
+
+        # --- provider passwords: each readable by its one service only -------
+        box.sh("printf 'pop-Secret\\n' | postern secret set anna.pass")
+        box.sh("printf 'smtp-Secret\\n' | postern secret set smart.pass")
+        modes = box.sh("stat -c '%n %U:%G %a' /data/secrets /data/secrets/anna.pass "
+                       "/data/secrets/smart.pass")
+        assert "/data/secrets root:root 711" in modes, modes
+        assert "/data/secrets/anna.pass fetchd:fetchd 600" in modes, modes
+        assert "/data/secrets/smart.pass relayd:relayd 600" in modes, modes
+        for secret, owner, value in (("anna.pass", "fetchd", "pop-Secret"),
+                                     ("smart.pass", "relayd", "smtp-Secret")):
+            for u in ("smtpd", "imapd", "fetchd", "relayd", "dnsd", "web"):
+                out = box.sh(f"chpst -u {u} cat /data/secrets/{secret} 2>&1; echo rc=$?",
+                             check=False)
+                if u == owner:
+                    assert value in out and "rc=0" in out, (u, secret, out)
+                else:
+                    assert value not in out and "rc=0" not in out, (u, secret, out)
+        # A loosened file is put right by `postern secret fix` (run at boot).
+        box.sh("chmod 644 /data/secrets/anna.pass && chown root /data/secrets/anna.pass")
+        assert "repaired" in box.sh("postern secret fix")
+        assert box.sh("stat -c '%U %a' /data/secrets/anna.pass").strip() == "fetchd 600"
 
         # --- two users; the password on stdin --------------------------------
         for name, pw in PASSWORDS.items():
             box.sh(f"printf '%s\\n' '{pw}' | postern user add {name}", timeout=180)
         assert "alice" in box.sh("postern user list")
-        assert box.sh("stat -c '%U:%G %a' /data/etc/users").strip() == "root:mail 640"
+        assert box.sh("stat -c '%U:%G %a' /data/etc/users").strip() == "root:auth 640"
         out = box.sh("chpst -u dnsd:dnsd cat /data/etc/users >/dev/null 2>&1; echo rc=$?",
                      check=False)
         assert "rc=0" not in out, "dnsd can read the users file"
