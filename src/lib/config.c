@@ -554,22 +554,16 @@ static int parse_pin(const char *s, unsigned char out[32])
 	return o == 32 && (acc & 3) == 0 ? 0 : -1;
 }
 
-/* Relative path of safe components, none starting with '.'. */
+/* One file name in the secrets directory (secret.h): no '/', no leading
+ * '.', so a setting can never name a file elsewhere, a temp file or tls/. */
 static int secret_ok(const char *s)
 {
-	const char *c = s;
-
-	if (!*s || strlen(s) > CONFIG_PATH_MAX)
+	if (!*s || strlen(s) > CONFIG_PATH_MAX || *s == '.' || strcmp(s, "tls") == 0)
 		return 0;
-	for (; *c; c++) {
-		if (c == s || c[-1] == '/') {
-			if (*c == '.' || *c == '/')
-				return 0;
-		}
-		if (!isalnum((unsigned char)*c) && !strchr("._-/", *c))
+	for (const char *c = s; *c; c++)
+		if (!isalnum((unsigned char)*c) && !strchr("._-", *c))
 			return 0;
-	}
-	return c[-1] != '/';
+	return 1;
 }
 
 /* Absolute path without "." or ".." components or odd characters. */

@@ -229,11 +229,12 @@ def test_mail_services_end_to_end(tmp_path):
             assert f"Subject: e2e {token}" in joined
         assert all(b.startswith("Received:") for b in bodies), bodies
         assert "From: alice@example.com" in joined
-        # Stored in bob's Maildir, owned by the mail user.
-        owners = box.sh("stat -c '%U %a' /data/mail/bob/cur/* /data/mail/bob/new/* 2>/dev/null",
-                        check=False).split("\n")
+        # Stored in bob's Maildir by smtpd, shared with imapd through the
+        # group mail (it just read them), closed to everyone else.
+        owners = box.sh("stat -c '%U:%G %a' /data/mail/bob/cur/* /data/mail/bob/new/* "
+                        "2>/dev/null", check=False).split("\n")
         owners = [o for o in owners if o.strip()]
-        assert owners and all(o == "mail 600" for o in owners), owners
+        assert owners and all(o == "smtpd:mail 660" for o in owners), owners
 
         # --- DNS: the box's own name in the internal zone, UDP and TCP ---------
         # TCP from the host, through the LAN port forward.

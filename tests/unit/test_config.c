@@ -50,7 +50,7 @@ static const char good[] =
 	"verify pin\n"
 	"pin 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n"
 	"user domain@example.com\n"
-	"password-file shared/pop.pass\n"
+	"password-file shared-pop.pass\n"
 	"deliver-to multidrop\n"
 	"catch-all office\n"
 	"max-size 512K\n"
@@ -105,7 +105,7 @@ static void t_good(void)
 	CHECK(a && a->port == 995 && a->verify == CONFIG_VERIFY_PIN);
 	CHECK(a && a->pin.sha256[0] == 0 && a->pin.sha256[31] == 0x1f);
 	CHECK(a && a->max_size == 512 * 1024 && a->poll == 90);
-	CHECK(a && strcmp(a->password_file, "shared/pop.pass") == 0);
+	CHECK(a && strcmp(a->password_file, "shared-pop.pass") == 0);
 	CHECK(config_account(c, "nobody") == NULL);
 	CHECK_EQ(c->dns.nhosts, 2);
 	CHECK_STREQ(c->dns.hosts[1].name, "nas");
