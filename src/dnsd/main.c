@@ -2,12 +2,15 @@
  * main.c - dnsd: the office DNS resolver (docs/dnsd.8.md).
  *
  *   dnsd [-f] [-c CONF] [--listen ADDR:PORT] [--upstream-port PORT] [--ready-fd N]
+ *        [--user NAME] [--wan-dns FILE] [--leases FILE] [--tls-ca FILE]
+ *        [--rate-limit N]
  *
  * Listens on UDP and TCP port 53 of the LAN address ([lan] address) unless
- * --listen says otherwise; forwards to [dns] upstream (or [wan] dns) on
- * port 53, or --upstream-port (tests). SIGHUP re-reads the configuration
- * (zone, upstreams, rebinding exceptions; the cache is kept), SIGTERM and
- * SIGINT stop.
+ * --listen says otherwise, as root, then becomes the dnsd user (--user).
+ * Forwards to [dns] upstream, else the WAN's DHCP servers (--wan-dns), else
+ * [wan] dns, on port 53 (853 for DNS-over-TLS), or --upstream-port (tests).
+ * SIGHUP re-reads the configuration (zone, upstreams, rebinding exceptions;
+ * the cache is kept), SIGTERM and SIGINT stop.
  *
  * Exit status: 0 on SIGTERM/SIGINT, 100 for a permanent problem (usage,
  * configuration), 111 for a temporary one (the port is taken).
@@ -21,18 +24,27 @@
 #include <unistd.h>
 
 #include "dnsd.h"
+#include "privdrop.h"
 
 #define EXIT_TEMP 111
 #define EXIT_PERM 100
 #define DNSD_PORT 53
+#define DNSD_USER "dnsd"
+#define DNSD_WAN_DNS "/run/postern/wan-dns"
+#define DNSD_LEASES "/run/postern/udhcpd.leases"
+#define DNSD_TLS_CA "/etc/ssl/certs/ca-certificates.crt"
 
 static const char usage_text[] =
-	"usage: dnsd [-f] [-c CONF] [--listen ADDR:PORT] [--upstream-port PORT] [--ready-fd N]\n";
+	"usage: dnsd [-f] [-c CONF] [--listen ADDR:PORT] [--upstream-port PORT] [--ready-fd N]\n"
+	"            [--user NAME] [--wan-dns FILE] [--leases FILE] [--tls-ca FILE]\n"
+	"            [--rate-limit N]\n";
 
 struct opts {
 	const char *conf;
 	const char *listen;
+	const char *user, *wan_dns, *leases, *tls_ca;
 	int upstream_port;
+	int rate_limit;		/* -1: [dns] rate-limit; 0: off (benchmarks) */
 	int ready_fd;
 	int foreground;
 };
@@ -42,11 +54,14 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	static const struct option longopts[] = {
 		{ "config", 1, NULL, 'c' }, { "listen", 1, NULL, 'l' },
 		{ "upstream-port", 1, NULL, 'u' }, { "ready-fd", 1, NULL, 'r' },
-		{ "foreground", 0, NULL, 'f' }, { NULL, 0, NULL, 0 }
+		{ "foreground", 0, NULL, 'f' }, { "user", 1, NULL, 'U' },
+		{ "wan-dns", 1, NULL, 'w' }, { "leases", 1, NULL, 'L' },
+		{ "tls-ca", 1, NULL, 'C' }, { "rate-limit", 1, NULL, 'R' }, { NULL, 0, NULL, 0 }
 	};
 	int ch;
-	*o = (struct opts){ .conf = "/data/etc/postern.conf", .upstream_port = DNSD_PORT,
-		.ready_fd = -1 };
+	*o = (struct opts){ .conf = "/data/etc/postern.conf", .upstream_port = 0,
+		.ready_fd = -1, .rate_limit = -1, .user = DNSD_USER, .wan_dns = DNSD_WAN_DNS,
+		.leases = DNSD_LEASES, .tls_ca = DNSD_TLS_CA };
 	while ((ch = getopt_long(argc, argv, "fc:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': o->conf = optarg; break;
@@ -54,10 +69,16 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'u': o->upstream_port = atoi(optarg); break;
 		case 'r': o->ready_fd = atoi(optarg); break;
 		case 'f': o->foreground = 1; break;
+		case 'U': o->user = optarg; break;
+		case 'w': o->wan_dns = optarg; break;
+		case 'L': o->leases = optarg; break;
+		case 'C': o->tls_ca = optarg; break;
+		case 'R': o->rate_limit = atoi(optarg); break;
 		default: return -1;
 		}
 	}
-	if (optind != argc || o->upstream_port < 1 || o->upstream_port > 65535)
+	if (optind != argc || o->upstream_port < 0 || o->upstream_port > 65535 ||
+	    o->rate_limit < -1)
 		return -1;
 	return 0;
 }
@@ -118,8 +139,29 @@ static struct config *load_config(const char *path)
 	return cfg;
 }
 
-/* Takes the upstreams, zone and policy from cfg. Returns 0 or -1. */
-static int apply_config(struct dnsd *d, struct config *cfg)
+void dnsd_set_upstreams(struct dnsd *d)
+{
+	const struct config *cfg = d->cfg;
+	const struct config_addr *ups = cfg->dns.upstream;
+	int n = cfg->dns.nupstream;
+	if (n == 0 && d->nwan_dns) {
+		ups = d->wan_dns;
+		n = d->nwan_dns;
+	} else if (n == 0) {
+		ups = cfg->wan.dns;
+		n = cfg->wan.ndns;
+	}
+	int port = d->upstream_port ? d->upstream_port
+		: cfg->dns.transport == CONFIG_DNS_TLS ? cfg->dns.tls_port : DNSD_PORT;
+	for (int i = 0; i < n; i++)
+		d->uplen[i] = make_sockaddr(&d->up[i], &ups[i], port);
+	d->nup = n;
+	if (n == 0)
+		log_msg(LOG_WARNING, NULL, "no upstream resolver known yet: only the internal zone is served");
+	dot_close_all(d);	/* DoT connections to the old addresses */
+}
+
+int dnsd_rebuild_zone(struct dnsd *d, const struct config *cfg)
 {
 	struct zone z;
 	if (zone_build(&z, cfg) < 0) {
@@ -127,19 +169,26 @@ static int apply_config(struct dnsd *d, struct config *cfg)
 		log_msg(LOG_ERR, NULL, "cannot build the internal zone (too many records?)");
 		return -1;
 	}
-	const struct config_addr *ups = cfg->dns.nupstream ? cfg->dns.upstream : cfg->wan.dns;
-	int n = cfg->dns.nupstream ? cfg->dns.nupstream : cfg->wan.ndns;
-	for (int i = 0; i < n; i++)
-		d->uplen[i] = make_sockaddr(&d->up[i], &ups[i], d->upstream_port);
-	d->nup = n;
-	if (n == 0)
-		log_msg(LOG_WARNING, NULL, "no upstream resolver configured: only the internal zone is served");
-	if (cfg->dns.transport == CONFIG_DNS_TLS)
-		log_msg(LOG_WARNING, NULL, "transport tls is not implemented yet: using udp");
+	if (d->leases)
+		zone_add_leases(&z, cfg, d->leases, d->nleases);
+	if (zone_index(&z) < 0) {
+		zone_free(&z);
+		log_msg(LOG_ERR, NULL, "cannot index the internal zone: out of memory");
+		return -1;
+	}
 	zone_free(&d->zone);
 	d->zone = z;
+	return 0;
+}
+
+/* Takes the upstreams, zone and policy from cfg. Returns 0 or -1. */
+static int apply_config(struct dnsd *d, struct config *cfg)
+{
+	if (dot_configure(d, cfg, d->tls_ca_path) < 0 || dnsd_rebuild_zone(d, cfg) < 0)
+		return -1;
 	config_free(d->cfg);
 	d->cfg = cfg;
+	dnsd_set_upstreams(d);
 	return 0;
 }
 
@@ -180,6 +229,16 @@ static int setup(struct dnsd *d, const struct opts *o)
 		log_msg(LOG_ERR, NULL, "listen: %s", strerror(errno));
 		return EXIT_TEMP;
 	}
+	/* port 53 is bound: the parsers never run as root (DESIGN.md) */
+	char err[256];
+	if (priv_drop(o->user, err, sizeof err) < 0) {
+		log_msg(LOG_ERR, NULL, "%s", err);
+		return EXIT_PERM;
+	}
+	if (watch_open(d) < 0) {
+		log_msg(LOG_ERR, NULL, "inotify: %s", strerror(errno));
+		return EXIT_TEMP;
+	}
 	if (evl_signal(&d->loop, SIGHUP, on_signal, d) < 0 ||
 	    evl_signal(&d->loop, SIGTERM, on_signal, d) < 0 ||
 	    evl_signal(&d->loop, SIGINT, on_signal, d) < 0)
@@ -198,7 +257,11 @@ int main(int argc, char **argv)
 	log_open("dnsd", LOG_DAEMON, o.foreground ? LOG_DEST_STDERR : LOG_DEST_SYSLOG);
 	d.conf_path = o.conf;
 	d.upstream_port = o.upstream_port;
-	d.udp_fd = d.tcp_fd = -1;
+	d.udp_fd = d.tcp_fd = d.ino_fd = -1;
+	d.wan_dns_path = o.wan_dns;
+	d.leases_path = o.leases;
+	d.tls_ca_path = o.tls_ca;
+	d.rate_limit_opt = o.rate_limit;
 	int rc = setup(&d, &o);
 	if (rc)
 		return rc;
@@ -209,6 +272,9 @@ int main(int argc, char **argv)
 	log_msg(LOG_INFO, NULL, "ready, %d upstream(s), %d internal records", d.nup, d.zone.nrr);
 	rc = evl_run(&d.loop);
 	upstream_close_all(&d);
+	watch_close(&d);
+	dot_close_all(&d);
+	pem_anchors_free(&d.tls_ca);
 	server_close(&d);
 	evl_free(&d.loop);
 	dns_cache_free(d.cache);

@@ -113,6 +113,8 @@ static const uint8_t *addr_bytes(const struct sockaddr_storage *ss, size_t *n)
  * another's slot takes it over with a full bucket. */
 static int rate_ok(struct dnsd *d, const struct sockaddr_storage *ss)
 {
+	if (d->rate_limit_opt == 0)
+		return 1;
 	size_t n;
 	const uint8_t *a = addr_bytes(ss, &n);
 	uint8_t key[16] = { 0 };
@@ -121,7 +123,7 @@ static int rate_ok(struct dnsd *d, const struct sockaddr_storage *ss)
 	for (size_t i = 0; i < 16; i++)
 		h = (h ^ key[i]) * 0x100000001b3u;
 	struct rate_slot *s = &d->rate[(h ^ h >> 32) % DNSD_RATE_SLOTS];
-	double rate = d->cfg->dns.rate_limit;
+	double rate = d->rate_limit_opt >= 0 ? d->rate_limit_opt : d->cfg->dns.rate_limit;
 	int64_t now = evl_now(&d->loop);
 	if (memcmp(s->addr, key, 16) != 0 || s->last_ms == 0) {
 		memcpy(s->addr, key, 16);
@@ -373,6 +375,8 @@ int server_open(struct dnsd *d)
 {
 	if (getrandom(&d->rate_seed, sizeof d->rate_seed, GRND_NONBLOCK) != sizeof d->rate_seed)
 		d->rate_seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15u;
+	if (getrandom(&d->hash_seed, sizeof d->hash_seed, GRND_NONBLOCK) != sizeof d->hash_seed)
+		d->hash_seed = d->rate_seed * 0xc2b2ae3d27d4eb4fu;
 	for (int i = 0; i < DNSD_TCP_MAX; i++) {
 		d->tcp[i].fd = -1;
 		d->tcp[i].d = d;

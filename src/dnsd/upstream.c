@@ -32,11 +32,16 @@
 
 struct pending {
 	struct dnsd *d;
+	struct pending *next;		/* in its hash bucket */
+	unsigned bucket;
 	int slot;			/* index in d->pend */
 	struct dns_question key;	/* the question (as its first client wrote it) */
 	uint8_t sent[DNS_NAME_MAX];	/* the name as sent: random case */
 	uint16_t id;
 	int up, tries;
+	struct sockaddr_storage peer;	/* the upstream of this try */
+	socklen_t peerlen;
+	int on_dot, dot_up;		/* holds an ID on DoT connection dot_up */
 	int fd, tcp;
 	struct evl_io io;
 	struct evl_timer timer;
@@ -49,6 +54,7 @@ struct pending {
 };
 
 static void send_try(struct pending *p);
+static void send_dot(struct pending *p);
 
 /* ---- randomness -------------------------------------------------------------- */
 
@@ -70,7 +76,7 @@ static void random_bytes(void *out, size_t n)
 	}
 }
 
-static unsigned random16(void)
+unsigned upstream_random16(void)
 {
 	uint8_t b[2];
 	random_bytes(b, 2);
@@ -94,6 +100,10 @@ static void random_case(uint8_t *name, size_t namelen)
 
 static void close_socket(struct pending *p)
 {
+	if (p->on_dot) {
+		dot_forget(p->d, p->dot_up, p->id, p);
+		p->on_dot = 0;
+	}
 	if (p->fd < 0)
 		return;
 	evl_io_del(&p->d->loop, &p->io);
@@ -101,9 +111,31 @@ static void close_socket(struct pending *p)
 	p->fd = -1;
 }
 
+/* The question's bucket: a keyed hash of the lower-cased name, type and
+ * class (keyed, so nobody can aim many questions at one chain). */
+static unsigned question_bucket(const struct dnsd *d, const struct dns_question *q)
+{
+	uint64_t h = d->hash_seed ^ ((uint64_t)q->type << 16 | q->qclass);
+	for (size_t i = 0; i < q->namelen; i++) {
+		uint8_t c = q->name[i];
+		h = (h ^ (c >= 'A' && c <= 'Z' ? c | 0x20 : c)) * 0x100000001b3u;
+	}
+	return (unsigned)((h ^ h >> 29) % DNSD_PEND_BUCKETS);
+}
+
+static void bucket_unlink(struct pending *p)
+{
+	struct pending **pp = &p->d->bucket[p->bucket];
+	while (*pp && *pp != p)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = p->next;
+}
+
 static void pending_free(struct pending *p)
 {
 	struct dnsd *d = p->d;
+	bucket_unlink(p);
 	close_socket(p);
 	evl_timer_stop(&d->loop, &p->timer);
 	d->pend[p->slot] = d->pend[--d->npend];
@@ -146,12 +178,10 @@ static int add_waiter(struct pending *p, const struct query *qr)
 
 static struct pending *find_pending(struct dnsd *d, const struct dns_question *q)
 {
-	for (int i = 0; i < d->npend; i++) {
-		struct pending *p = d->pend[i];
+	for (struct pending *p = d->bucket[question_bucket(d, q)]; p; p = p->next)
 		if (p->key.type == q->type && p->key.qclass == q->qclass &&
 		    dns_name_eq(p->key.name, p->key.namelen, q->name, q->namelen))
 			return p;
-	}
 	return NULL;
 }
 
@@ -267,8 +297,8 @@ static void start_tcp(struct pending *p)
 	}
 	p->tcp = 1;
 	p->tlen = p->tsent = 0;
-	p->fd = socket(d->up[p->up].ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (p->fd < 0 || (connect(p->fd, (struct sockaddr *)&d->up[p->up], d->uplen[p->up]) < 0 &&
+	p->fd = socket(p->peer.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (p->fd < 0 || (connect(p->fd, (struct sockaddr *)&p->peer, p->peerlen) < 0 &&
 			  errno != EINPROGRESS)) {
 		evl_timer_start(&d->loop, &p->timer, 0, 0);
 		return;
@@ -288,7 +318,7 @@ static void udp_event(struct pending *p)
 		ssize_t n = recvfrom(p->fd, msg, sizeof msg, MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
 		if (n < 0)
 			return;
-		if (!same_peer(&from, &p->d->up[p->up])) {
+		if (!same_peer(&from, &p->peer)) {
 			spoofed(p, "from another address or port");
 			continue;
 		}
@@ -321,7 +351,8 @@ static void on_timeout(struct evloop *l, struct evl_timer *t)
 {
 	struct pending *p = t->ctx;
 	(void)l;
-	if (++p->tries >= DNSD_TRIES_MAX) {
+	/* the upstreams may have changed meanwhile (SIGHUP, wan-dns) */
+	if (++p->tries >= DNSD_TRIES_MAX || p->d->nup == 0) {
 		fail_all(p);
 		return;
 	}
@@ -336,7 +367,8 @@ static void bind_random(int fd, int family)
 	memset(&ss, 0, sizeof ss);
 	ss.ss_family = (sa_family_t)family;
 	for (int i = 0; i < UP_PORT_TRIES; i++) {
-		uint16_t port = htons((uint16_t)(UP_PORT_MIN + random16() % (65536 - UP_PORT_MIN)));
+		unsigned r = upstream_random16();
+		uint16_t port = htons((uint16_t)(UP_PORT_MIN + r % (65536 - UP_PORT_MIN)));
 		if (family == AF_INET)
 			((struct sockaddr_in *)&ss)->sin_port = port;
 		else
@@ -366,10 +398,18 @@ static size_t build_query(struct pending *p)
 static void send_try(struct pending *p)
 {
 	struct dnsd *d = p->d;
-	const struct sockaddr_storage *up = &d->up[p->up];
+	if (d->cfg->dns.transport == CONFIG_DNS_TLS) {
+		send_dot(p);	/* fail closed: never plain DNS */
+		return;
+	}
+	const struct sockaddr_storage *up = &p->peer;
 	close_socket(p);
+	if (p->up >= d->nup)
+		p->up = 0;
+	p->peer = d->up[p->up];
+	p->peerlen = d->uplen[p->up];
 	p->tcp = 0;
-	p->id = (uint16_t)random16();
+	p->id = (uint16_t)upstream_random16();
 	memcpy(p->sent, p->key.name, p->key.namelen);
 	random_case(p->sent, p->key.namelen);
 	p->qlen = build_query(p);
@@ -380,9 +420,56 @@ static void send_try(struct pending *p)
 	bind_random(p->fd, up->ss_family);
 	evl_io_init(&p->io, p->fd, on_io, p);
 	/* connect: the kernel already drops datagrams from other peers */
-	if (connect(p->fd, (const struct sockaddr *)up, d->uplen[p->up]) < 0 ||
+	if (connect(p->fd, (const struct sockaddr *)up, p->peerlen) < 0 ||
 	    send(p->fd, p->q + 2, p->qlen, 0) < 0 || evl_io_set(&d->loop, &p->io, EVL_READ) < 0)
 		log_msg(LOG_WARNING, NULL, "upstream %d: %s", p->up, strerror(errno));
+}
+
+/* ---- DNS-over-TLS (dot.c carries the bytes) -------------------------------------- */
+
+static void send_dot(struct pending *p)
+{
+	struct dnsd *d = p->d;
+	uint16_t id;
+	close_socket(p);
+	if (p->up >= d->nup)
+		p->up = 0;
+	if (dot_claim(d, p->up, p, &id) < 0) {
+		evl_timer_start(&d->loop, &p->timer, 0, 0);	/* next try */
+		return;
+	}
+	p->on_dot = 1;
+	p->dot_up = p->up;
+	p->id = id;
+	memcpy(p->sent, p->key.name, p->key.namelen);
+	random_case(p->sent, p->key.namelen);
+	p->qlen = build_query(p);
+	evl_timer_start(&d->loop, &p->timer, DNSD_DOT_TIMEOUT_MS, 0);
+	if (dot_send(d, p->up, p->q, p->qlen + 2) < 0) {
+		close_socket(p);
+		evl_timer_start(&d->loop, &p->timer, 0, 0);
+	}
+}
+
+uint16_t upstream_pending_id(const struct pending *p)
+{
+	return p->id;
+}
+
+void upstream_dot_reply(struct pending *p, const uint8_t *msg, size_t len)
+{
+	if (!reply_matches(p, msg, len)) {
+		spoofed(p, "DoT answer does not match ID and question");
+		return;
+	}
+	close_socket(p);
+	finish(p, msg, len);	/* RFC 7858: no truncation over TLS, TC ignored */
+}
+
+void upstream_dot_failed(struct pending *p)
+{
+	p->on_dot = 0;
+	evl_timer_start(&p->d->loop, &p->timer, 0, 0);
 }
 
 void upstream_resolve(struct dnsd *d, const struct query *qr)
@@ -403,6 +490,9 @@ void upstream_resolve(struct dnsd *d, const struct query *qr)
 	p->key = qr->q;
 	p->slot = d->npend;
 	d->pend[d->npend++] = p;
+	p->bucket = question_bucket(d, &p->key);
+	p->next = d->bucket[p->bucket];
+	d->bucket[p->bucket] = p;
 	evl_timer_init(&p->timer, on_timeout, p);
 	if (add_waiter(p, qr) < 0) {
 		fail_all(p);

@@ -25,6 +25,24 @@ static const struct { const char *label; unsigned port; } srv_services[] = {
 	{ "_submission._tcp", 587 }, { "_imap._tcp", 143 }, { "_imaps._tcp", 993 },
 };
 
+/* A name's labels from the root down, each with its length byte: the
+ * names below a name have its key as a prefix, so in key order they
+ * follow it (RFC 4034 6.1's canonical order, near enough). Lower-case
+ * names only. Returns the key's length. */
+static size_t name_key(const uint8_t *name, size_t len, uint8_t key[DNS_NAME_MAX])
+{
+	size_t label[DNS_NAME_MAX / 2 + 1], k = 0;
+	int n = 0;
+	for (size_t pos = 0; pos < len && name[pos]; pos += 1u + name[pos])
+		label[n++] = pos;
+	while (n-- > 0) {
+		size_t l = 1u + name[label[n]];
+		memcpy(key + k, name + label[n], l);
+		k += l;
+	}
+	return k;
+}
+
 static struct zone_rr *add_rr(struct zone *z, const uint8_t *owner, size_t ownerlen,
 	unsigned type, const void *rdata, size_t rdlen)
 {
@@ -34,6 +52,7 @@ static struct zone_rr *add_rr(struct zone *z, const uint8_t *owner, size_t owner
 	memcpy(r->owner, owner, ownerlen);
 	r->ownerlen = ownerlen;
 	dns_name_lower(r->owner, ownerlen);
+	r->keylen = name_key(r->owner, ownerlen, r->key);
 	r->type = (uint16_t)type;
 	r->rdlen = (uint16_t)rdlen;
 	memcpy(r->rdata, rdata, rdlen);
@@ -175,6 +194,44 @@ static int add_rebind_allow(struct zone *z, const char *domain)
 	return 0;
 }
 
+static const struct zone_apex *apex_of(const struct zone *z, const uint8_t *name, size_t len)
+{
+	const struct zone_apex *best = NULL;
+	for (int i = 0; i < z->napex; i++)
+		if (dns_name_in(name, len, z->apex[i].name, z->apex[i].namelen) &&
+		    (!best || z->apex[i].namelen > best->namelen))
+			best = &z->apex[i];
+	return best;
+}
+
+/* Notes the records outside every apex (the mail domain's MX and SRV,
+ * static hosts with names elsewhere): a question that is neither under an
+ * apex nor one of these owners is not ours, without a scan. */
+static int index_outside(struct zone *z)
+{
+	free(z->outside);
+	z->noutside = 0;
+	z->outside = calloc(DNSD_LOCAL_MAX, sizeof *z->outside);
+	if (!z->outside)
+		return -1;
+	for (int i = 0; i < z->nrr; i++)
+		if (!apex_of(z, z->rr[i].owner, z->rr[i].ownerlen))
+			z->outside[z->noutside++] = i;
+	return 0;
+}
+
+static int ours(const struct zone *z, const struct dns_question *q)
+{
+	if (apex_of(z, q->name, q->namelen))
+		return 1;
+	for (int i = 0; i < z->noutside; i++) {
+		const struct zone_rr *r = &z->rr[z->outside[i]];
+		if (dns_name_eq(r->owner, r->ownerlen, q->name, q->namelen))
+			return 1;
+	}
+	return 0;
+}
+
 int zone_build(struct zone *z, const struct config *cfg)
 {
 	const char *dom = cfg->global.internal_domain;
@@ -208,8 +265,53 @@ int zone_build(struct zone *z, const struct config *cfg)
 void zone_free(struct zone *z)
 {
 	free(z->rr);
+	free(z->outside);
+	free(z->order);
 	z->rr = NULL;
-	z->nrr = 0;
+	z->outside = NULL;
+	z->order = NULL;
+	z->nrr = z->noutside = 0;
+}
+
+static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	int c = memcmp(a, b, alen < blen ? alen : blen);
+	return c ? c : (alen > blen) - (alen < blen);
+}
+
+/* Key order; records of one owner keep the order they were added in. */
+static int order_cmp(const void *x, const void *y)
+{
+	const struct zone_rr *a = *(const struct zone_rr *const *)x;
+	const struct zone_rr *b = *(const struct zone_rr *const *)y;
+	int c = key_cmp(a->key, a->keylen, b->key, b->keylen);
+	return c ? c : (a > b) - (a < b);
+}
+
+int zone_index(struct zone *z)
+{
+	free(z->order);
+	z->order = calloc((size_t)z->nrr + 1, sizeof *z->order);
+	if (!z->order)
+		return -1;
+	for (int i = 0; i < z->nrr; i++)
+		z->order[i] = &z->rr[i];
+	qsort(z->order, (size_t)z->nrr, sizeof *z->order, order_cmp);
+	return index_outside(z);
+}
+
+/* The first record whose key is not below key (binary search). */
+static int lower_bound(const struct zone *z, const uint8_t *key, size_t keylen)
+{
+	int lo = 0, hi = z->nrr;
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2;
+		if (key_cmp(z->order[mid]->key, z->order[mid]->keylen, key, keylen) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
 }
 
 static void put_local(struct dns_wbuf *w, const struct zone_rr *r)
@@ -219,12 +321,7 @@ static void put_local(struct dns_wbuf *w, const struct zone_rr *r)
 
 static const struct zone_apex *enclosing_apex(const struct zone *z, const struct dns_question *q)
 {
-	const struct zone_apex *best = NULL;
-	for (int i = 0; i < z->napex; i++)
-		if (dns_name_in(q->name, q->namelen, z->apex[i].name, z->apex[i].namelen) &&
-		    (!best || z->apex[i].namelen > best->namelen))
-			best = &z->apex[i];
-	return best;
+	return apex_of(z, q->name, q->namelen);
 }
 
 int zone_answer(const struct zone *z, const struct dns_question *q, struct reply *r,
@@ -239,15 +336,21 @@ int zone_answer(const struct zone *z, const struct dns_question *q, struct reply
 		r->rcode = DNS_R_NXDOMAIN;
 		return 1;
 	}
+	if (!z->order || !ours(z, q))
+		return 0;
+	uint8_t name[DNS_NAME_MAX], key[DNS_NAME_MAX];
+	memcpy(name, q->name, q->namelen);
+	dns_name_lower(name, q->namelen);
+	size_t keylen = name_key(name, q->namelen, key);
+	int i = lower_bound(z, key, keylen);
+	/* a name with records below it exists (RFC 4592 2.2.2: empty
+	 * non-terminals answer NODATA, not NXDOMAIN): they follow it */
+	int exists = i < z->nrr && z->order[i]->keylen >= keylen &&
+		memcmp(z->order[i]->key, key, keylen) == 0;
 	dns_wbuf_init(&w, buf, cap);
-	int exists = 0;
-	for (int i = 0; i < z->nrr; i++) {
-		const struct zone_rr *rr = &z->rr[i];
-		/* a name with records below it exists (RFC 4592 2.2.2: empty
-		 * non-terminals answer NODATA, not NXDOMAIN) */
-		exists |= dns_name_in(rr->owner, rr->ownerlen, q->name, q->namelen);
-		if (!dns_name_eq(rr->owner, rr->ownerlen, q->name, q->namelen) ||
-		    (rr->type != q->type && q->type != DNS_T_ANY))
+	for (; i < z->nrr && key_cmp(z->order[i]->key, z->order[i]->keylen, key, keylen) == 0; i++) {
+		const struct zone_rr *rr = z->order[i];
+		if (rr->type != q->type && q->type != DNS_T_ANY)
 			continue;
 		put_local(&w, rr);
 		r->ancount++;
@@ -301,4 +404,72 @@ int zone_rebind_blocked(const struct zone *z, const uint8_t *name, size_t namele
 		if (dns_name_in(name, namelen, z->allow[i], z->allowlen[i]))
 			return 0;
 	return 1;
+}
+
+/* ---- DHCP lease names ------------------------------------------------------------ */
+
+/* 1 when a is inside the LAN prefix p. */
+static int in_prefix(const uint8_t a[4], const struct config_prefix *p)
+{
+	if (p->addr.family != AF_INET)
+		return 0;
+	for (int bit = 0; bit < p->len && bit < 32; bit++) {
+		uint8_t m = (uint8_t)(0x80 >> (bit % 8));
+		if ((a[bit / 8] & m) != (p->addr.a[bit / 8] & m))
+			return 0;
+	}
+	return 1;
+}
+
+/* 1 when name has records at or below it: a lease cannot take it. */
+static int name_taken(const struct zone *z, const uint8_t *name, size_t namelen)
+{
+	for (int i = 0; i < z->nrr; i++)
+		if (dns_name_in(z->rr[i].owner, z->rr[i].ownerlen, name, namelen))
+			return 1;
+	return 0;
+}
+
+/* Why a lease cannot have its name, or NULL when it can. */
+static const char *lease_refused(const struct zone *z, const struct config *cfg,
+	const struct lease *l, const uint8_t *name, long nl, const uint8_t *rev, long rl)
+{
+	if (!l->name[0])
+		return "no usable host name";
+	if (!in_prefix(l->addr, &cfg->lan.address))
+		return "address outside the LAN prefix";
+	if (nl < 0 || rl < 0)
+		return "name too long";
+	/* the box's own names, static hosts, SRV/MX owners, earlier leases */
+	if (name_taken(z, name, (size_t)nl))
+		return "name already in the zone";
+	if (name_taken(z, rev, (size_t)rl))
+		return "address already has a name";
+	return NULL;
+}
+
+int zone_add_leases(struct zone *z, const struct config *cfg, const struct lease *l, int n)
+{
+	int added = 0;
+	for (int i = 0; i < n; i++) {
+		uint8_t name[DNS_NAME_MAX], rev[DNS_NAME_MAX];
+		struct config_addr a = { .family = AF_INET };
+		memcpy(a.a, l[i].addr, 4);
+		long nl = l[i].name[0] ? join_name(l[i].name, cfg->global.internal_domain, name) : -1;
+		long rl = reverse_name(&a, -1, rev);
+		const char *why = lease_refused(z, cfg, &l[i], name, nl, rev, rl);
+		if (why) {
+			if (l[i].name[0])
+				log_msg(LOG_NOTICE, NULL, "lease %s: %s", l[i].name, why);
+			continue;
+		}
+		if (z->nrr + 2 > DNSD_LOCAL_MAX) {
+			log_msg(LOG_WARNING, NULL, "internal zone full: lease names dropped");
+			break;
+		}
+		add_addr(z, name, (size_t)nl, &a);
+		add_rr(z, rev, (size_t)rl, DNS_T_PTR, name, (size_t)nl);
+		added++;
+	}
+	return added;
 }

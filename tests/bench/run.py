@@ -36,7 +36,9 @@ def boot_figures(firmware, runs):
 def daemon_benches():
     """Each daemon's benchmark against its peer, in this same run."""
     here = pathlib.Path(__file__).resolve().parent
-    for script, args in (("bench_smtpd.py", ["--sessions", "20", "--per", "100"]),):
+    for script, args in (("bench_smtpd.py", ["--sessions", "20", "--per", "100"]),
+                         ("bench_fetch.py", ["--messages", "1000"]),
+                         ("bench_dns.py", ["--seconds", "10", "--records", "100000"])):
         print(f"== {script} {' '.join(args)}", flush=True)
         subprocess.run([sys.executable, str(here / script), *args], check=False)
 

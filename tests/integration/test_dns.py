@@ -231,3 +231,46 @@ def test_tcp_pipelined_forwarded(dnsd):
     assert got[qs[0].id] == [("www.internet.test", "A", "192.0.2.1")]
     assert got[qs[1].id] == [("mixed.internet.test", "A", "192.0.2.3")]
     assert got[qs[2].id] == [("postern.office.lan", "A", "192.168.10.1")]
+
+
+def test_max_ttl_clamp(dnsd):
+    d = dnsd("max-ttl 100\n")
+    assert ttls(d.query("www.internet.test"))[0] <= 100      # unbound says 300
+    assert ttls(d.query("www.internet.test"))[0] <= 100      # and from the cache
+
+
+def test_negative_answers_cached_not_asked_again(dnsd, unbound):
+    d = dnsd()
+    for _ in range(3):
+        assert d.query("neg-cache.internet.test").rcode() == dns.rcode.NXDOMAIN
+    assert unbound.queries("neg-cache.internet.test") == 1
+    # NODATA (the name exists, not the type): cached the same way
+    for _ in range(3):
+        r = d.query("public6.internet.test", "A")
+        assert r.rcode() == dns.rcode.NOERROR and not r.answer
+        assert rrs(r, "authority")[0][1] == "SOA"
+    assert unbound.queries("public6.internet.test") == 1
+
+
+def test_rebinding_v4_mapped_blocked_public_v6_kept(dnsd):
+    d = dnsd()
+    r = d.query("mapped.internet.test", "AAAA")
+    assert r.rcode() == dns.rcode.NOERROR and not r.answer
+    assert rrs(d.query("public6.internet.test", "AAAA")) == [
+        ("public6.internet.test", "AAAA", "2001:db8::1")]
+
+
+def test_edns_udp_size_and_truncation_bounds(dnsd):
+    """Every UDP answer fits the client's EDNS0 size, capped at 1232
+    (RFC 6891 6.2.5); what does not fit comes back as TC with no records."""
+    import dns.message
+    import dns.query
+    d = dnsd()
+    for payload in (512, 1232, 4096):
+        q = dns.message.make_query("big.internet.test", "TXT", use_edns=0, payload=payload)
+        wire = dns.query.udp(q, "127.0.0.1", port=d.port, timeout=4,
+                             ignore_trailing=True).to_wire()
+        assert len(wire) <= min(payload, 1232)
+    q = dns.message.make_query("www.internet.test", "A", use_edns=0, payload=600)
+    r = dns.query.udp(q, "127.0.0.1", port=d.port, timeout=4)
+    assert r.payload == 1232 and not r.flags & dns.flags.TC and r.answer

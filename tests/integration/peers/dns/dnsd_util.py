@@ -6,6 +6,7 @@ import pathlib
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 
 import dns.message
@@ -28,16 +29,32 @@ host nas.office.lan 192.168.10.21 fd00::21
 
 
 class Dnsd:
-    def __init__(self, bin_path, tmp, port, upstream_port, extra=""):
+    """dnsd on 127.0.0.1:port. Its files (configuration, wan-dns, leases)
+    live in self.run, a directory the unprivileged user can read: started
+    as root, dnsd drops to `nobody` (RUN_USER) after binding."""
+    RUN_USER = "nobody"
+
+    def __init__(self, bin_path, tmp, port, upstream_port, extra="", args=(), base=BASE_CONF,
+                 listen=None):
         self.port = port
-        conf = tmp / "postern.conf"
-        conf.write_text(BASE_CONF + extra)
+        self.run = pathlib.Path(tempfile.mkdtemp(prefix="dnsd-"))
+        self.run.chmod(0o755)
+        self.conf = self.run / "postern.conf"
+        self.conf.write_text(base + extra)
+        self.conf.chmod(0o644)
+        self.wan_dns = self.run / "wan-dns"
+        self.leases = self.run / "udhcpd.leases"
         self.log = open(tmp / "dnsd.log", "w+")
         r, w = os.pipe()
-        self.proc = subprocess.Popen(
-            [bin_path, "-f", "-c", str(conf), "--listen", f"127.0.0.1:{port}",
-             "--upstream-port", str(upstream_port), "--ready-fd", str(w)],
-            pass_fds=(w,), stdout=self.log, stderr=subprocess.STDOUT)
+        cmd = [bin_path, "-f", "-c", str(self.conf), "--listen", listen or f"127.0.0.1:{port}",
+               "--ready-fd", str(w), "--wan-dns", str(self.wan_dns),
+               "--leases", str(self.leases), *args]
+        if upstream_port:
+            cmd += ["--upstream-port", str(upstream_port)]
+        if os.geteuid() == 0:
+            cmd += ["--user", self.RUN_USER]
+        self.proc = subprocess.Popen(cmd, pass_fds=(w,), stdout=self.log,
+                                     stderr=subprocess.STDOUT)
         os.close(w)
         ready = os.read(r, 1)
         os.close(r)
@@ -52,7 +69,17 @@ class Dnsd:
         self.proc.terminate()
         rc = self.proc.wait(timeout=10)
         self.log.close()
+        shutil.rmtree(self.run, ignore_errors=True)
         return rc
+
+    def wait_log(self, text, timeout=5):
+        """Waits until the log holds text (dnsd logs each file it re-reads)."""
+        end = time.time() + timeout
+        while time.time() < end:
+            if text in self.logtext():
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"{text!r} not logged:\n" + self.logtext())
 
     def query(self, name, rdtype="A", tcp=False, payload=None, want_dnssec=False, timeout=4):
         q = dns.message.make_query(name, rdtype, use_edns=payload is not None,
@@ -94,20 +121,34 @@ class Unbound:
     unbound.conf.in's local data, plus big.internet.test (TXT records too
     large for 1232 bytes, so UDP answers come truncated)."""
 
-    def __init__(self, tmp, port):
+    def __init__(self, tmp, port, dot=None):
+        """dot: (port, cert, key) adds a DNS-over-TLS listener and logs
+        every query it receives (self.queries())."""
         exe = shutil.which("unbound") or "/usr/sbin/unbound"
         self.dir = tmp
         big = "\n".join(f'  local-data: "big.internet.test. 300 IN TXT \\"{i:03d}' + "x" * 180 + '\\""'
                         for i in range(12))
         text = (PEERS / "unbound.conf.in").read_text()
+        extra = ""
+        if dot:
+            extra = (f"  interface: 127.0.0.1@{dot[0]}\n  tls-port: {dot[0]}\n"
+                     f'  tls-service-pem: "{dot[1]}"\n  tls-service-key: "{dot[2]}"\n')
         text = text.replace("@DIR@", str(tmp)).replace("@PORT@", str(port)).replace("@BIG@", big)
+        text = text.replace("@DOT@", extra)
         conf = tmp / "unbound.conf"
         conf.write_text(text)
-        self.log = open(tmp / "unbound.log", "w")
+        self.logpath = tmp / "unbound.log"
+        self.log = open(self.logpath, "w")
         self.proc = subprocess.Popen([exe, "-d", "-c", str(conf)], stdout=self.log,
                                      stderr=subprocess.STDOUT)
         self.port = port
         wait_udp(port)
+
+    def queries(self, name):
+        """How many queries for name (any case) unbound logged."""
+        self.log.flush()
+        text = self.logpath.read_text().lower()
+        return text.count(" " + name.lower().rstrip(".") + ". ")
 
     def stop(self):
         self.proc.terminate()
