@@ -32,7 +32,6 @@
 #define DNSD_USER "dnsd"
 #define DNSD_WAN_DNS "/run/postern/wan-dns"
 #define DNSD_LEASES "/run/postern/udhcpd.leases"
-#define DNSD_TLS_CA "/etc/ssl/certs/ca-certificates.crt"
 
 static const char usage_text[] =
 	"usage: dnsd [-f] [-c CONF] [--listen ADDR:PORT] [--upstream-port PORT] [--ready-fd N]\n"
@@ -61,7 +60,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	int ch;
 	*o = (struct opts){ .conf = "/data/etc/postern.conf", .upstream_port = 0,
 		.ready_fd = -1, .rate_limit = -1, .user = DNSD_USER, .wan_dns = DNSD_WAN_DNS,
-		.leases = DNSD_LEASES, .tls_ca = DNSD_TLS_CA };
+		.leases = DNSD_LEASES, .tls_ca = NULL };
 	while ((ch = getopt_long(argc, argv, "fc:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': o->conf = optarg; break;
@@ -184,7 +183,10 @@ int dnsd_rebuild_zone(struct dnsd *d, const struct config *cfg)
 /* Takes the upstreams, zone and policy from cfg. Returns 0 or -1. */
 static int apply_config(struct dnsd *d, struct config *cfg)
 {
-	if (dot_configure(d, cfg, d->tls_ca_path) < 0 || dnsd_rebuild_zone(d, cfg) < 0)
+	/* --tls-ca (tests) overrides [dns] ca-file. */
+	const char *ca = d->tls_ca_path ? d->tls_ca_path : cfg->dns.ca_file;
+
+	if (dot_configure(d, cfg, ca) < 0 || dnsd_rebuild_zone(d, cfg) < 0)
 		return -1;
 	config_free(d->cfg);
 	d->cfg = cfg;

@@ -133,6 +133,7 @@ static const struct key k_dns[] = {
 	SCALAR(D, "tls-name", T_NAME, tls_name, NULL),
 	SCALAR(D, "tls-pin", T_PIN, tls_pin, NULL),
 	SCALAR(D, "tls-port", T_PORT, tls_port, "853"),
+	SCALAR(D, "ca-file", T_PATH, ca_file, DEFAULT_CA_FILE),
 	SCALAR(D, "cache-size", T_SIZE, cache_size, "4M"),
 	SCALAR(D, "min-ttl", T_DURATION, min_ttl, "0s"),
 	SCALAR(D, "max-ttl", T_DURATION, max_ttl, "1d"),

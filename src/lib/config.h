@@ -209,6 +209,7 @@ struct config_dns {
 	char tls_name[CONFIG_HOST_MAX + 1];
 	struct config_pin tls_pin;
 	uint16_t tls_port;
+	char ca_file[CONFIG_PATH_MAX + 1];         /* DoT: CA bundle for tls-name */
 	uint64_t cache_size;
 	unsigned min_ttl, max_ttl;
 	char rebind_allow[CONFIG_DOMAINS_MAX][CONFIG_HOST_MAX + 1];

@@ -107,8 +107,10 @@ def test_wrong_pin_fails_closed(dnsd, dot):
 
 
 def test_ca_and_name(dnsd, dot):
-    d = dnsd(dot_conf(dot.dot_port, name="localhost"), args=("--tls-ca", str(dot.crt)))
+    # The CA from the configuration ([dns] ca-file) ...
+    d = dnsd(dot_conf(dot.dot_port, name="localhost") + f"ca-file {dot.crt}\n")
     assert rrs(d.query("www.internet.test")) == [("www.internet.test", "A", "192.0.2.1")]
+    # ... or from --tls-ca; either way the name must match.
     bad = dnsd(dot_conf(dot.dot_port, name="dns.wrong.example"), args=("--tls-ca", str(dot.crt)))
     r = bad.query("misnamed.internet.test", timeout=20)
     assert r.rcode() == dns.rcode.SERVFAIL
