@@ -17,6 +17,14 @@
 #   PORT_SMTP PORT_SMTPS PORT_IMAP PORT_IMAPS PORT_HTTPS PORT_HTTP PORT_DNS
 #                   loopback ports forwarded to the box's LAN address
 #                   (defaults 2587 2465 2143 2993 8443 8080 5353)
+#   LAN_NET=a.b.c.0/24   the LAN's user network (default 192.168.10.0/24,
+#                   the configuration's default LAN); the box is .1 in it,
+#                   QEMU's host side .2, and the ports above go to .1
+#   LAN_NETDEV=spec the LAN NIC's -netdev instead of user networking, e.g.
+#                   "tap,id=lan,fd=5" for a tap in a test's network
+#                   namespace (the id must be lan); no ports are forwarded
+#   WAN_NETDEV=spec the WAN NIC's -netdev instead of user networking
+#                   (the id must be wan), e.g. "tap,id=wan,fd=6"
 #   PROVISION=file  handed to the box as fw_cfg opt/postern/provision
 #   QEMU_EXTRA      more QEMU arguments, appended as words (no quoting)
 #   NOREBOOT=1      exit QEMU when the guest reboots
@@ -24,8 +32,8 @@
 #                   machines; see shared notes)
 #
 # NICs: the first is the WAN (user networking, restrict=on, nothing
-# forwarded), the second the LAN 192.168.77.0/24, where the box is .1 and
-# QEMU's host side .2. The console is the serial port on stdio; when stdin is
+# forwarded), the second the LAN $LAN_NET, where the box is .1 and QEMU's
+# host side .2 (or the test's LAN_NETDEV). The console is the serial port on stdio; when stdin is
 # a terminal in the foreground, Ctrl-A X quits and Ctrl-A C is the monitor.
 # The script ends by exec'ing QEMU: its PID is QEMU's PID.
 #
@@ -81,7 +89,14 @@ uefi)
 *) die "FIRMWARE must be bios or uefi, not '$FIRMWARE'" ;;
 esac
 
-LAN_BOX=192.168.77.1
+: "${LAN_NET:=192.168.10.0/24}"
+case $LAN_NET in
+*[!0-9./]* | *.*.*.*.* ) die "LAN_NET must be a.b.c.0/24, not '$LAN_NET'" ;;
+*.*.*.0/24) ;;
+*) die "LAN_NET must be a.b.c.0/24, not '$LAN_NET'" ;;
+esac
+LAN_PFX=${LAN_NET%.0/24}
+LAN_BOX=$LAN_PFX.1
 fwds=""
 map=""
 fwd() { # proto env-name default guest-port
@@ -104,10 +119,16 @@ fwd tcp PORT_HTTP 8080 80
 fwd tcp PORT_DNS 5353 53
 fwd udp PORT_DNS 5353 53
 # romfile= drops the iPXE option ROMs: the box never boots from the network.
-net="-netdev user,id=wan,restrict=on"
+net="-netdev ${WAN_NETDEV:-user,id=wan,restrict=on}"
 net="$net -device $QEMU_NIC,netdev=wan,mac=52:54:00:50:57:01,romfile="
-net="$net -netdev user,id=lan,restrict=on,net=192.168.77.0/24,host=192.168.77.2"
-net="$net,dhcpstart=192.168.77.200$fwds"
+if [ -n "${LAN_NETDEV:-}" ]; then
+	net="$net -netdev $LAN_NETDEV"
+	map="  LAN: -netdev $LAN_NETDEV (nothing forwarded)
+"
+else
+	net="$net -netdev user,id=lan,restrict=on,net=$LAN_NET,host=$LAN_PFX.2"
+	net="$net,dhcpstart=$LAN_PFX.200$fwds"
+fi
 net="$net -device $QEMU_NIC,netdev=lan,mac=52:54:00:50:4c:01,romfile="
 
 extra=""

@@ -15,6 +15,7 @@ int cmd_user(int argc, char **argv);     /* cmd_user.c: add|del|passwd|list */
 int cmd_fetch(int argc, char **argv);    /* cmd_fetch.c: run fetchd --once */
 int cmd_queue(int argc, char **argv);    /* cmd_queue.c: the outbound queue */
 int cmd_config(int argc, char **argv);   /* cmd_config.c: get|set|unset one setting */
+int cmd_firewall(int argc, char **argv); /* cmd_firewall.c: show|check|apply|blocked|env */
 int cmd_secret(int argc, char **argv);   /* cmd_secret.c: set|list|fix secrets */
 
 /* The configuration file: arg when given, else $POSTERN_CONF, else

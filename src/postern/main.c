@@ -20,8 +20,9 @@ struct command {
 static const struct command commands[] = {
 	{ "check", cmd_check, "check [FILE]         validate the configuration" },
 	{ "config", cmd_config, "config get|set|unset KEY [VALUE]   read or change one setting" },
+	{ "firewall", cmd_firewall, "firewall show|check|apply|blocked|env   the packet filter" },
 	{ "fetch", cmd_fetch, "fetch [ACCOUNT]      poll the provider accounts now" },
-	{ "queue", cmd_queue, "queue [list] | show ID   the outbound queue" },
+	{ "queue", cmd_queue, "queue [list] | show ID | flush | delete ID   the outbound queue" },
 	{ "secret", cmd_secret, "secret set|list|fix [NAME]   provider passwords (value on stdin)" },
 	{ "user", cmd_user, "user add|del|passwd|role|list|...  manage users" },
 	{ "version", cmd_version, "version              print the firmware version" },

@@ -18,7 +18,8 @@ import time
 
 TOP = pathlib.Path(__file__).resolve().parents[2]
 BOARD = os.environ.get("BOARD", "x86_64")
-IMG = TOP / "build" / BOARD / f"postern-{BOARD}.img"
+# POSTERN_IMG: boot another image (e.g. a private `make B=build/img-NAME` one).
+IMG = pathlib.Path(os.environ.get("POSTERN_IMG") or TOP / "build" / BOARD / f"postern-{BOARD}.img")
 READY = "postern: ready"
 BOOT_TIMEOUT = float(os.environ.get("POSTERN_BOOT_TIMEOUT", "300"))
 PORTS = ("SMTP", "SMTPS", "IMAP", "IMAPS", "HTTPS", "HTTP", "DNS")
@@ -37,15 +38,36 @@ def free_port():
             return port
 
 
+def lan_net_of(conf):
+    """"a.b.c.0/24" for the [lan] address of a configuration text when it is
+    a /24, else None (run-qemu.sh's default LAN)."""
+    section = ""
+    for line in conf.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("["):
+            section = line.strip("[] ")
+        elif section == "lan" and line.split()[:1] == ["address"]:
+            m = re.fullmatch(r"(\d+\.\d+\.\d+)\.\d+/24", line.split()[1])
+            return f"{m.group(1)}.0/24" if m else None
+    return None
+
+
 class Box:
     def __init__(self, workdir, firmware="bios", provision=None, disk=None,
-                 extra="", name="box"):
+                 extra="", name="box", lan_netdev=None, wan_netdev=None, pass_fds=()):
+        """lan_netdev: the LAN NIC's QEMU -netdev (id=lan) instead of user
+        networking, e.g. "tap,id=lan,fd=N" with N in pass_fds. Otherwise the
+        user-network LAN follows the provisioned [lan] address (a /24;
+        default 192.168.10.0/24) so the forwarded ports reach the box."""
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.firmware = firmware
         self.provision = provision
         self.disk = pathlib.Path(disk) if disk else self.workdir / f"{name}.qcow2"
         self.extra = extra
+        self.lan_netdev = lan_netdev
+        self.wan_netdev = wan_netdev
+        self.pass_fds = tuple(pass_fds)
         self.ports = {p: free_port() for p in PORTS}
         self.log_path = self.workdir / f"{name}-console.log"
         self.proc = None
@@ -67,11 +89,18 @@ class Box:
             env[f"PORT_{p}"] = str(v)
         if self.provision:
             env["PROVISION"] = str(self.provision)
+            net = lan_net_of(pathlib.Path(self.provision).read_text(errors="replace"))
+            if net:
+                env["LAN_NET"] = net
+        if self.lan_netdev:
+            env["LAN_NETDEV"] = self.lan_netdev
+        if self.wan_netdev:
+            env["WAN_NETDEV"] = self.wan_netdev
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(
             [str(TOP / "scripts" / "run-qemu.sh"), str(IMG)], cwd=TOP, env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            stderr=subprocess.STDOUT, start_new_session=True, pass_fds=self.pass_fds)
         self._log = open(self.log_path, "w", errors="replace")
         threading.Thread(target=self._reader, daemon=True).start()
         return self
