@@ -34,7 +34,7 @@ PY = "/usr/bin/python3"
 MAIL_PORTS = [25, 465, 587, 110, 995, 143, 993]
 WAN = "203.0.113.1"
 BOX_LAN = "192.168.10.1"
-CONF = """# provisioned by tests/e2e/test_firewall.py
+CONF = """# provisioned by tests/e2e/test_firewall_box.py
 hostname        gate
 mail-domain     example.com
 internal-domain office.lan
@@ -224,7 +224,7 @@ def test_router_mode_end_to_end(sides, tmp_path):
         assert sides.dig("lan", BOX_LAN, "probe.office.lan") == "10.9.9.9"
 
 
-STATIC = """# provisioned by tests/e2e/test_firewall.py (static WAN)
+STATIC = """# provisioned by tests/e2e/test_firewall_box.py (static WAN)
 hostname        gate
 mail-domain     example.com
 
