@@ -129,6 +129,31 @@ host-thirdparty: sources
 	@scripts/build-thirdparty.sh host $(HB)/third-party
 host: $(addprefix $(HB)/bin/,$(PROGS)) $(patsubst tests/unit/%.c,$(HB)/tests/%,$(UNIT_SRC))
 
+# ---- web: the admin page's CGI (web/*.c -> admin.cgi) and assets -----------
+# (issue 10, docs/web.md) webd runs BUILD/web/admin.cgi; mk-rootfs.sh lays it
+# into /usr/libexec/postern/web/ and web/www/* into /usr/share/postern/www/.
+WEB_SRC := $(sort $(wildcard web/*.c))
+WEB_HDRS := $(wildcard web/*.h)
+$(HB)/webobj/%.o: web/%.c $(HDRS) $(WEB_HDRS) | host-thirdparty
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(HCC) $(HCFLAGS) -Iweb -c -o $@ $<
+$(HB)/web/admin.cgi: $(patsubst web/%.c,$(HB)/webobj/%.o,$(WEB_SRC)) $(HB)/libpostern.a
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(HCC) -o $@ $^ $(HLDFLAGS) -lbearssl
+$(TOBJ)/web/%.o: web/%.c $(HDRS) $(WEB_HDRS) | thirdparty
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(TCC) $(TCFLAGS) -Iweb -c -o $@ $<
+$(B)/web/admin.cgi: $(patsubst web/%.c,$(TOBJ)/web/%.o,$(WEB_SRC)) $(TOBJ)/libpostern.a
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(TCC) -o $@ $^ $(TLDFLAGS) -lbearssl
+host: $(HB)/web/admin.cgi
+target: $(B)/web/admin.cgi
+# ---- end of the web block ----------------------------------------------------
+
 # ---- root filesystem and image ----------------------------------------------
 rootfs: thirdparty target
 	@scripts/mk-rootfs.sh $(B)

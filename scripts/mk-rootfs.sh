@@ -74,6 +74,15 @@ if [ -d "$b/bin" ]; then
 	done
 fi
 
+# The web page (Makefile web block): the CGI and its static assets.
+if [ -f "$b/web/admin.cgi" ]; then
+	mkdir -p "$st/usr/libexec/postern/web" "$st/usr/share/postern/www"
+	install -m 0755 "$b/web/admin.cgi" "$st/usr/libexec/postern/web/admin.cgi"
+	for f in "$top"/web/www/*; do
+		[ -f "$f" ] && install -m 0644 "$f" "$st/usr/share/postern/www/$(basename "$f")"
+	done
+fi
+
 # Runtime state lives in /run: runsv's supervise folders, /var.
 for s in "$st"/etc/sv/*; do
 	[ -d "$s" ] || continue
