@@ -918,6 +918,11 @@ int tls_write_fd(struct tls_conn *c, int fd, const void *buf, size_t len,
 		ev = tls_pump(c, fd);
 		if (ev < 0)
 			return -1;
+		/* The pump sent the pending record and the engine takes
+		 * application data again: go on with the next record rather than
+		 * wait for the peer (ev then holds only POLLIN). */
+		if (tls_state(c) & BR_SSL_SENDAPP)
+			continue;
 		if (tls_wait(c, fd, ev ? ev : POLLIN, deadline_ms, "a TLS write") < 0)
 			return -1;
 	}

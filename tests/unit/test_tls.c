@@ -675,6 +675,27 @@ static void t_eof_keeps_last_record(void)
 	eof_case(TLS_BUF_SMALL_BIDI, 0, 1000);
 }
 
+/* tls_write_fd with more than one record's worth (16 KB): every record goes
+ * out at once, without waiting for the peer to say anything. */
+static void t_write_fd_many_records(void)
+{
+	static unsigned char out[40000], in[sizeof out];
+	size_t got = 0;
+	int64_t t0;
+	int fds[2];
+
+	fill_pattern(out, sizeof out, 31);
+	pair_handshake(&srv, &cli, 0, fds);
+	t0 = tls_now_ms();
+	CHECK_EQ(tls_write_fd(&srv, fds[0], out, sizeof out, t0 + 5000), 0);
+	CHECK(tls_now_ms() - t0 < 2000);
+	close(fds[0]);
+	CHECK_EQ(pair_receive(&cli, fds[1], in, sizeof in, &got, 1 << 20), 0);
+	CHECK_EQ(got, sizeof in);
+	CHECK_MEMEQ(in, out, sizeof in);
+	close(fds[1]);
+}
+
 /* The server sends its last words and closes; the client, which had a
  * command queued, fails to send it (EPIPE) but still reads every byte the
  * server sent before tls_pump reports the end. */
@@ -811,6 +832,7 @@ int main(void)
 	RUN(t_app_pending);
 	RUN(t_eof_keeps_last_record);
 	RUN(t_send_error_keeps_data);
+	RUN(t_write_fd_many_records);
 	RUN(t_small_buffers);
 	RUN(t_localca);
 	tls_server_config_free(&scfg);
