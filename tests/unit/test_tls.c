@@ -468,7 +468,7 @@ static void t_localca(void)
 	static const char *const names[] = { "box", "mail.office.lan", "imap.office.lan",
 		"192.168.77.1", "fd00::1" };
 	static const char *const bad[] = { "box", "not a name!" };
-	char dir[] = "lcXXXXXX", path[512];
+	char dir[] = "/tmp/postern-lc-XXXXXX", path[512];
 	int64_t now = time(NULL), na = 0;
 	struct pem_anchors lca;
 	char *ca1, *ca2, *srv1, *srv2;
@@ -525,6 +525,8 @@ static void t_localca(void)
 	CHECK(!localca_name_ok("a b") && !localca_name_ok("a.b-") && !localca_name_ok("a.*.b"));
 	pem_anchors_free(&lca);
 	server_setup(SRV_CERT, SRV_KEY);
+	snprintf(path, sizeof path, "rm -rf '%s'", dir);
+	CHECK_EQ(system(path), 0);
 }
 
 /* tls_app_pending: set while decrypted bytes wait, clear once read. */
