@@ -179,9 +179,18 @@ def test_router_mode_end_to_end(sides, tmp_path):
              wan_netdev=f"tap,id=wan,fd={sides.wan_fd}") as box:
         box.wait_ready()
         # The WAN by DHCP from the provider; its DNS servers for dnsd.
-        wan_addr = re.search(r"inet (203\.0\.113\.\d+)/24",
-                             box.sh("ip -4 -o addr show eth0")).group(1)
-        assert box.sh("cat /run/postern/wan-dns").split() == [WAN]
+        # "ready" does not wait for the WAN (it may be down): the lease can
+        # still be on its way.
+        deadline = time.monotonic() + 60
+        while not (m := re.search(r"inet (203\.0\.113\.\d+)/24",
+                                  box.sh("ip -4 -o addr show eth0"))):
+            assert time.monotonic() < deadline, box.sh("ip addr; ps")
+            time.sleep(1)
+        wan_addr = m.group(1)
+        deadline = time.monotonic() + 10
+        while box.sh("cat /run/postern/wan-dns 2>/dev/null", check=False).split() != [WAN]:
+            assert time.monotonic() < deadline, box.sh("ls -l /run/postern")
+            time.sleep(0.5)
         assert "postern-forward" in box.sh("iptables-save")
         assert box.sh("cat /proc/sys/net/ipv4/ip_forward").strip() == "1"
 
