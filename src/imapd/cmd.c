@@ -59,8 +59,10 @@ void cmd_capability_list(struct imapd_conn *c)
 {
 	out_fmt(c, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
 		   "SPECIAL-USE CHILDREN APPENDLIMIT=%u", IMAP_APPEND_MAX);
+	/* c->tls, not tls_active: on 993 the greeting is queued before the
+	 * handshake ends, and it only ever leaves through TLS. */
 	if (c->state == ST_NOAUTH)
-		out_fmt(c, tls_active(c) ? " AUTH=PLAIN" : " STARTTLS LOGINDISABLED");
+		out_fmt(c, c->tls ? " AUTH=PLAIN" : " STARTTLS LOGINDISABLED");
 }
 
 void cmd_greeting(struct imapd_conn *c)
@@ -110,37 +112,42 @@ static int cmd_starttls(struct imap_req *r)
 	return 0;
 }
 
-/* Checks a password (throttled) and enters the authenticated state. */
+/* Hands the password check to a worker (auth.c); cmd_login_done answers.
+ * Without workers the check runs here, blocking the loop. */
 static int login(struct imap_req *r, const char *user, const char *pass)
 {
 	struct imapd_conn *c = r->c;
+
+	imapd_refresh_users(c->d);
+	snprintf(c->job_tag, sizeof c->job_tag, "%s", r->tag);
+	snprintf(c->job_user, sizeof c->job_user, "%s", user);
+	snprintf(c->job_pass, sizeof c->job_pass, "%s", pass);
+	c->job = JOB_AUTH;
+	if (pool_submit(c->d, c) == 0)
+		return 0;
+	c->verdict = auth_check(c);
+	cmd_login_done(c);
+	return 0;
+}
+
+/* Enters the authenticated state as u (limits, the user's Maildir). */
+static void login_enter(struct imapd_conn *c, struct imap_req *r, const struct users_entry *u)
+{
 	struct imapd *d = c->d;
-	const struct users_entry *u;
-	time_t now = time(NULL);
 	int n = 0;
 
-	if (throttle_check(d->o.throttle, user, c->addr, now) > 0) {
-		log_msg(LOG_NOTICE, &c->lf, "login throttled");
-		return reply(r, "NO", "[AUTHENTICATIONFAILED] Authentication failed");
-	}
-	imapd_refresh_users(d);
-	u = users_find(&d->users, user);
-	if (!users_verify_cached(&d->users, &d->cache, user, pass, now) || !u ||
-	    u->kind != USERS_KIND_USER) {
-		throttle_fail(d->o.throttle, user, c->addr, now);
-		log_msg(LOG_NOTICE, &c->lf, "login failed for %.64s", user);
-		return reply(r, "NO", "[AUTHENTICATIONFAILED] Authentication failed");
-	}
-	throttle_success(d->o.throttle, user, c->addr, now);
 	for (struct imapd_conn *o = d->conns; o; o = o->next)
 		n += o != c && o->state != ST_NOAUTH && strcmp(o->user, u->name) == 0;
-	if (n >= IMAPD_CONNS_PER_USER)
-		return reply(r, "NO", "[LIMIT] Too many connections for this user");
+	if (n >= IMAPD_CONNS_PER_USER) {
+		reply(r, "NO", "[LIMIT] Too many connections for this user");
+		return;
+	}
 	snprintf(c->user, sizeof c->user, "%s", u->name);
 	if (snprintf(c->root, sizeof c->root, "%s/%s", d->o.mail_root, u->name) >=
 	    (int)sizeof c->root || maildir_create(c->root) < 0) {
 		log_msg(LOG_ERR, &c->lf, "%s: cannot open the Maildir", c->root);
-		return reply(r, "NO", "[UNAVAILABLE] Mailbox store unavailable");
+		reply(r, "NO", "[UNAVAILABLE] Mailbox store unavailable");
+		return;
 	}
 	log_set_user(&c->lf, u->name);
 	log_msg(LOG_INFO, &c->lf, "login");
@@ -148,7 +155,21 @@ static int login(struct imap_req *r, const char *user, const char *pass)
 	out_fmt(c, "%s OK [CAPABILITY ", r->tag);
 	cmd_capability_list(c);
 	out_fmt(c, "] Logged in\r\n");
-	return 0;
+}
+
+void cmd_login_done(struct imapd_conn *c)
+{
+	struct imap_req r = { .c = c };
+	const struct users_entry *u;
+
+	memset(c->job_pass, 0, sizeof c->job_pass);
+	snprintf(r.tag, sizeof r.tag, "%s", c->job_tag);
+	u = users_find(&c->d->users, c->job_user);
+	if (c->verdict != AUTH_OK || !u || u->kind != USERS_KIND_USER) {
+		reply(&r, "NO", "[AUTHENTICATIONFAILED] Authentication failed");
+		return;
+	}
+	login_enter(c, &r, u);
 }
 
 static int cmd_login(struct imap_req *r)

@@ -11,6 +11,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,19 +29,31 @@ static void conn_io(struct evloop *l, struct evl_io *io, unsigned events);
 
 /* ---- output ------------------------------------------------------------------ */
 
+/* Drops the sent bytes from the front of the buffer. */
+static void out_compact(struct imapd_conn *c)
+{
+	if (c->outoff == 0)
+		return;
+	memmove(c->out, c->out + c->outoff, c->outlen - c->outoff);
+	c->outlen -= c->outoff;
+	c->out_base += c->outoff;
+	c->outoff = 0;
+}
+
+int out_pending(const struct imapd_conn *c)
+{
+	return c->outlen > c->outoff || c->nstreams > 0;
+}
+
 void out_raw(struct imapd_conn *c, const void *data, size_t len)
 {
 	if (c->outoff > 0 && c->outoff == c->outlen)
-		c->outoff = c->outlen = 0;
+		out_compact(c);
 	if (c->outlen + len > c->outcap) {
 		size_t cap = c->outcap ? c->outcap : 1024;
 		char *nb;
 
-		if (c->outoff > 0) {   /* compact first */
-			memmove(c->out, c->out + c->outoff, c->outlen - c->outoff);
-			c->outlen -= c->outoff;
-			c->outoff = 0;
-		}
+		out_compact(c);
 		while (cap < c->outlen + len)
 			cap *= 2;
 		if (cap > c->outcap) {
@@ -90,6 +103,77 @@ void out_string(struct imapd_conn *c, const char *s, size_t len)
 	out_raw(c, "\"", 1);
 }
 
+int out_file(struct imapd_conn *c, int fd, uint64_t off, uint64_t len, uint64_t skip,
+	     uint64_t n)
+{
+	struct out_stream *s;
+	char before;
+
+	if (c->nstreams >= IMAPD_STREAMS_MAX)
+		return -1;
+	s = &c->streams[c->nstreams];
+	memset(s, 0, sizeof *s);
+	if ((s->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return -1;
+	if (off > 0 && pread(fd, &before, 1, (off_t)off - 1) == 1)   /* a CR before the first LF? */
+		s->prev_cr = before == '\r';
+	s->at = c->out_base + c->outlen;
+	s->off = off;
+	s->end = off + len;
+	s->from = skip;
+	s->n = n;
+	c->nstreams++;
+	return 0;
+}
+
+/* Staging: the next converted bytes of stream s inside its window; 0 when
+ * the window is complete. A file that shrank is padded with spaces, so
+ * the literal keeps its announced length. */
+static int stream_fill(struct out_stream *s)
+{
+	char raw[IMAPD_STREAM_CHUNK];
+	ssize_t r;
+
+	if (!s->buf && !(s->buf = malloc(2 * IMAPD_STREAM_CHUNK)))
+		return -1;
+	s->blen = s->boff = 0;
+	while (s->blen == 0 && s->pos < s->from + s->n) {
+		size_t want = s->end - s->off < sizeof raw ? (size_t)(s->end - s->off) : sizeof raw;
+
+		r = want ? pread(s->fd, raw, want, (off_t)s->off) : 0;
+		if (r <= 0) {   /* shrank (or ended early): pad */
+			uint64_t left = s->from + s->n - (s->pos > s->from ? s->pos : s->from);
+			size_t k = left < IMAPD_STREAM_CHUNK ? (size_t)left : IMAPD_STREAM_CHUNK;
+
+			memset(s->buf, ' ', k);
+			s->blen = k;
+			s->pos += k;
+			s->off = s->end;
+			break;
+		}
+		s->off += (uint64_t)r;
+		for (ssize_t k = 0; k < r; k++) {
+			int lf = raw[k] == '\n' && !(k ? raw[k - 1] == '\r' : s->prev_cr);
+
+			for (int j = lf ? 0 : 1; j < 2; j++) {   /* "\r\n" for a bare LF */
+				if (s->pos >= s->from && s->pos < s->from + s->n)
+					s->buf[s->blen++] = j == 0 ? '\r' : raw[k];
+				s->pos++;
+			}
+		}
+		s->prev_cr = raw[r - 1] == '\r';
+	}
+	return (int)(s->blen > 0);
+}
+
+static void stream_pop(struct imapd_conn *c)
+{
+	close(c->streams[0].fd);
+	free(c->streams[0].buf);
+	memmove(&c->streams[0], &c->streams[1], (size_t)(c->nstreams - 1) * sizeof c->streams[0]);
+	c->nstreams--;
+}
+
 void out_nstring(struct imapd_conn *c, const char *s)
 {
 	if (!s)
@@ -100,23 +184,30 @@ void out_nstring(struct imapd_conn *c, const char *s)
 
 /* ---- closing ----------------------------------------------------------------- */
 
-static void conn_free(struct imapd_conn *c)
+/* Takes c off the connection list (the per-user and per-address counts). */
+static void conn_unlink(struct imapd_conn *c)
 {
 	struct imapd *d = c->d;
 
-	conn_idle_stop(c);
-	imap_index_free(&c->ix);   /* also after LOGOUT left SELECTED */
-	imap_cmd_free(&c->cmd);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
 		d->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
+	c->next = c->prev = NULL;
+	d->nconns--;
+}
+
+void conn_release(struct imapd_conn *c)
+{
+	while (c->nstreams > 0)
+		stream_pop(c);
+	imap_index_free(&c->ix);   /* also after LOGOUT left SELECTED */
+	imap_cmd_free(&c->cmd);
 	free(c->out);
 	free(c->tls);
 	free(c);
-	d->nconns--;
 }
 
 static void conn_close(struct imapd_conn *c, const char *why)
@@ -128,7 +219,12 @@ static void conn_close(struct imapd_conn *c, const char *why)
 	evl_timer_stop(&d->loop, &c->kick);
 	evl_io_del(&d->loop, &c->io);
 	close(c->fd);
-	conn_free(c);
+	conn_idle_stop(c);
+	conn_unlink(c);
+	if (c->busy)
+		c->dead = 1;   /* a worker still checks its password: auth.c frees it */
+	else
+		conn_release(c);
 }
 
 void conn_close_all(struct imapd *d)
@@ -189,7 +285,8 @@ static void one_line(struct imapd_conn *c, struct linebuf_line *ln, int toolong)
 		char *text = imap_cmd_text(&c->cmd, &len);
 
 		cmd_run(c, text, len);
-		imap_cmd_reset(&c->cmd);
+		if (!c->busy)   /* else a worker still reads it (APPEND): auth.c resets */
+			imap_cmd_reset(&c->cmd);
 	} else if (r == IMAP_CMD_FAILED) {
 		out_fmt(c, "%s BAD %s\r\n", imap_cmd_tag(&c->cmd), imap_cmd_error(&c->cmd));
 		imap_cmd_reset(&c->cmd);
@@ -206,7 +303,7 @@ static void process(struct imapd_conn *c)
 	struct linebuf_line ln;
 	int r;
 
-	while (c->state != ST_LOGOUT && !c->starttls_pending &&
+	while (c->state != ST_LOGOUT && !c->starttls_pending && !c->busy && !c->nstreams &&
 	       c->outlen - c->outoff < IMAPD_OUT_HIGH &&
 	       (r = linebuf_next(&c->lb, &ln)) != LINEBUF_NEED) {
 		if (r == LINEBUF_RAW)
@@ -227,7 +324,7 @@ static int pull(struct imapd_conn *c)
 		ssize_t n;
 
 		process(c);
-		if (c->state == ST_LOGOUT || c->starttls_pending ||
+		if (c->state == ST_LOGOUT || c->starttls_pending || c->busy || c->nstreams ||
 		    c->outlen - c->outoff >= IMAPD_OUT_HIGH)
 			return progress;
 		p = linebuf_space(&c->lb, &room);
@@ -244,21 +341,52 @@ static int pull(struct imapd_conn *c)
 	}
 }
 
-/* Replies to the client. 1 progress, 0 none, -1 error. */
-static int push(struct imapd_conn *c)
+/* Sends len bytes; 1 progress, 0 would block, -1 error. *sent: how many. */
+static int send_some(struct imapd_conn *c, const char *p, size_t len, size_t *sent)
 {
-	size_t len = c->outlen - c->outoff;
-	ssize_t n;
+	ssize_t n = tls_conn_send(c->tls, c->fd, p, len);
 
-	if (len == 0)
-		return 0;
-	n = tls_conn_send(c->tls, c->fd, c->out + c->outoff, len);
+	*sent = 0;
 	if (n < 0)
 		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
-	c->outoff += (size_t)n;
-	if (c->outoff == c->outlen)
-		c->outoff = c->outlen = 0;
+	*sent = (size_t)n;
 	return n > 0;
+}
+
+/* Replies to the client: the buffer up to the next file section, then
+ * that section from its staging. 1 progress, 0 none, -1 error. */
+static int push(struct imapd_conn *c)
+{
+	struct out_stream *s = c->nstreams ? &c->streams[0] : NULL;
+	size_t memend = c->outlen, sent;
+	int r;
+
+	if (s && s->at - c->out_base < memend)
+		memend = (size_t)(s->at - c->out_base);
+	if (c->outoff < memend) {
+		r = send_some(c, c->out + c->outoff, memend - c->outoff, &sent);
+		c->outoff += sent;
+		if (c->outoff == c->outlen)
+			out_compact(c);
+		return r;
+	}
+	if (!s)
+		return 0;
+	if (s->boff == s->blen && (r = stream_fill(s)) <= 0) {
+		if (r < 0)
+			return -1;
+		stream_pop(c);
+		return 1;
+	}
+	r = send_some(c, s->buf + s->boff, s->blen - s->boff, &sent);
+	s->boff += sent;
+	return r;
+}
+
+void conn_resume(struct imapd_conn *c)
+{
+	arm(c);
+	conn_io(&c->d->loop, &c->io, 0);
 }
 
 void conn_start_tls(struct imapd_conn *c)
@@ -297,7 +425,7 @@ static int step(struct imapd_conn *c, int *want)
 	if ((r = push(c)) < 0)
 		return -1;
 	progress |= r;
-	if (c->starttls_pending && c->outlen == c->outoff) {
+	if (c->starttls_pending && !out_pending(c)) {
 		/* The OK left in clear: drop what was pipelined after it. */
 		size_t dropped = linebuf_discard(&c->lb);
 
@@ -315,7 +443,7 @@ static int step(struct imapd_conn *c, int *want)
 
 static int finish_close(struct imapd_conn *c, int want)
 {
-	if (c->state != ST_LOGOUT || c->outlen > c->outoff)
+	if (c->state != ST_LOGOUT || out_pending(c))
 		return 0;
 	if (!c->tls || !tls_established(c->tls))
 		return 1;
@@ -355,7 +483,7 @@ static void conn_io(struct evloop *l, struct evl_io *io, unsigned events)
 	if (c->tls)
 		interest = want > 0 ? (unsigned)want : EVL_READ;
 	else
-		interest = EVL_READ | (c->outlen > c->outoff ? EVL_WRITE : 0);
+		interest = EVL_READ | (out_pending(c) ? EVL_WRITE : 0);
 	if (evl_io_set(&c->d->loop, &c->io, interest) < 0)
 		conn_close(c, "event loop full");
 	else if (c->state == ST_LOGOUT)

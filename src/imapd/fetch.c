@@ -1,12 +1,18 @@
 /*
  * fetch.c - FETCH, STORE and SEARCH over the selected mailbox's view.
  *
+ * FETCH items that need the structure (ENVELOPE, BODY[STRUCTURE],
+ * sections) parse the file in FETCH_CHUNK pieces with mime.h; sections are
+ * then read by offset, bare LFs sent as CRLF, large ones streamed from the
+ * file by conn.c (out_file).
+ *
  * Flags: IMAP system flags map to Maildir info letters (\Seen S,
  * \Answered R, \Flagged F, \Deleted T, \Draft D); STORE renames the file
  * (maildir_set_flags), so other connections see the change at their
  * next update. BODY[] without .PEEK sets \Seen (RFC 3501 6.4.5).
  */
 #include <ctype.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,13 +29,15 @@
 #define FETCH_ATT_MAX 1024     /* bytes of one fetch attribute */
 #define FETCH_ATTS_MAX 32      /* attributes in one FETCH */
 #define SEARCH_DEPTH_MAX 32    /* nesting of NOT/OR/( ) in SEARCH */
+#define FETCH_CHUNK 65536      /* bytes read from a message file at a time */
+#define FETCH_HEADER_MAX (8u << 20)   /* bytes of a header filtered in memory */
 
 static const struct { char letter; const char *name; } flag_map[] = {
 	{ 'R', "\\Answered" }, { 'F', "\\Flagged" }, { 'T', "\\Deleted" },
 	{ 'S', "\\Seen" }, { 'D', "\\Draft" },
 };
 
-void flags_imap(const char *letters, char *out, size_t cap)
+void flags_imap(const char *letters, const struct kw *k, char *out, size_t cap)
 {
 	size_t n = 0;
 
@@ -40,6 +48,8 @@ void flags_imap(const char *letters, char *out, size_t cap)
 					      flag_map[i].name);
 	if (n < cap)
 		snprintf(out + n, cap - n, ")");
+	if (k)
+		kw_imap(k, letters, out, cap);
 }
 
 static char flag_letter(const char *name)
@@ -50,33 +60,35 @@ static char flag_letter(const char *name)
 	return 0;
 }
 
-int flags_parse(struct imap_parser *p, char *letters, size_t cap)
+int flags_parse(struct imap_parser *p, const char *dir, struct kw *k, char *letters, size_t cap)
 {
-	char f[64];
+	char f[KW_NAME_MAX + 2];
 	size_t n = 0;
-	int paren = imap_take(p, '('), first = 1;
+	int paren = imap_take(p, '('), first = 1, full = 0;
 
 	letters[0] = '\0';
 	while (!(paren && imap_take(p, ')'))) {
 		char l;
 
 		if (!first && (!paren || imap_sp(p) < 0))
-			return paren ? -1 : 0;
+			return paren ? -1 : full ? -2 : 0;
 		first = 0;
 		if (imap_take(p, '\\')) {
 			if (imap_atom(p, f + 1, sizeof f - 1) < 0)
 				return -1;
 			f[0] = '\\';
+			l = flag_letter(f);   /* \Recent and unknown system flags: ignored */
 		} else if (imap_atom(p, f, sizeof f) < 0) {
 			return -1;
+		} else if (!(l = k ? kw_letter(dir, k, f, 1) : 0)) {
+			full = k != NULL;     /* RFC 3501 6.4.6: NO when it cannot be kept */
 		}
-		/* Keywords are not kept yet (no PERMANENTFLAGS \*): ignored. */
-		if ((l = flag_letter(f)) && !strchr(letters, l) && n + 1 < cap) {
+		if (l && !strchr(letters, l) && n + 1 < cap) {
 			letters[n++] = l;
 			letters[n] = '\0';
 		}
 	}
-	return 0;
+	return full ? -2 : 0;
 }
 
 int set_select(struct imapd_conn *c, const struct imap_seqset *set, int uid, size_t **pos,
@@ -100,6 +112,16 @@ int set_select(struct imapd_conn *c, const struct imap_seqset *set, int uid, siz
 		if (imap_seqset_has(set, uid ? c->ix.m[i].uid : (uint32_t)(i + 1), star))
 			(*pos)[(*n)++] = i;
 	return 0;
+}
+
+int msg_locate(struct imapd_conn *c, size_t i)
+{
+	char path[IMAPD_PATH_MAX * 2];
+	struct stat st;
+
+	if (imap_index_path(&c->ix, i, path, sizeof path) == 0 && lstat(path, &st) == 0)
+		return 0;
+	return imap_index_relocate(&c->ix, i);
 }
 
 /* ---- message text ---------------------------------------------------------------- */
@@ -163,16 +185,9 @@ static void header_fields(struct imapd_conn *c, const struct text *t, const char
 		size_t ll = nl ? (size_t)(nl - ln) + 1 : t->hdr - i;
 
 		if (ln[0] != ' ' && ln[0] != '\t') {
-			const char *colon = memchr(ln, ':', ll);
-			char name[128];
-			size_t nl2 = colon ? (size_t)(colon - ln) : 0;
+			int has = imap_fields_has(list, ln, ll);
 
-			keep = 0;
-			if (colon && nl2 < sizeof name - 2 && nl2 > 0) {
-				snprintf(name, sizeof name, " %.*s ", (int)nl2, ln);
-				keep = strcasestr(list, name) != NULL;
-			}
-			keep = not ? !keep && colon : keep;
+			keep = not ? !has && memchr(ln, ':', ll) : has;
 		}
 		if (keep) {
 			memcpy(*out + n, ln, ll);
@@ -180,7 +195,7 @@ static void header_fields(struct imapd_conn *c, const struct text *t, const char
 		}
 		i += ll;
 	}
-	if (*out) {
+	if (*out) {   /* RFC 3501 6.4.5: the blank line that ends a header */
 		memcpy(*out + n, "\r\n", 2);
 		n += 2;
 	}
@@ -188,138 +203,350 @@ static void header_fields(struct imapd_conn *c, const struct text *t, const char
 	(void)c;
 }
 
-/* BODY[section]<partial>: section is "", HEADER, TEXT, HEADER.FIELDS (..). */
-static int body_part(struct imapd_conn *c, const char *att, const struct text *t)
-{
-	const char *lb = strchr(att, '['), *rb = strrchr(att, ']');
-	char sect[FETCH_ATT_MAX], list[FETCH_ATT_MAX], *buf = NULL;
-	const char *data;
-	size_t len, slen = (size_t)(rb - lb - 1);
-	unsigned long start = 0, count = 0;
-	int partial = 0;
+/* ---- one message's file, read in pieces ---------------------------------------- */
 
-	memcpy(sect, lb + 1, slen);
-	sect[slen] = '\0';
-	if (rb[1] == '<') {
-		if (sscanf(rb + 2, "%lu.%lu>", &start, &count) != 2 || count == 0)
-			return -1;
-		partial = 1;
-	} else if (rb[1]) {
+
+struct msgfile {
+	int fd;                   /* -1: not open */
+	uint64_t size;
+	struct mime mime;
+	int parsed;
+};
+
+static int mf_open(struct imapd_conn *c, size_t i, struct msgfile *f)
+{
+	char path[IMAPD_PATH_MAX * 2];
+	struct stat st;
+
+	if (f->fd >= 0)
+		return 0;
+	if (imap_index_path(&c->ix, i, path, sizeof path) < 0)
+		return -1;
+	/* Another process (a client of this or another server, Dovecot on the
+	 * same store) may have renamed it: find it again. */
+	if ((f->fd = fs_open_nofollow(path, O_RDONLY, 0)) < 0 &&
+	    (errno != ENOENT || imap_index_relocate(&c->ix, i) < 0 ||
+	     imap_index_path(&c->ix, i, path, sizeof path) < 0 ||
+	     (f->fd = fs_open_nofollow(path, O_RDONLY, 0)) < 0))
+		return -1;
+	if (fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(f->fd);
+		f->fd = -1;
 		return -1;
 	}
-	if (!sect[0]) {
-		data = t->data;
-		len = t->len;
-	} else if (!strcasecmp(sect, "HEADER")) {
-		data = t->data;
-		len = t->hdr;
-	} else if (!strcasecmp(sect, "TEXT")) {
-		data = t->data + t->hdr;
-		len = t->len - t->hdr;
-	} else if (!strncasecmp(sect, "HEADER.FIELDS", 13)) {
-		const char *paren = strchr(sect, '(');
-		int not = !strncasecmp(sect, "HEADER.FIELDS.NOT", 17);
+	f->size = (uint64_t)st.st_size;
+	return 0;
+}
 
-		if (!paren || !strchr(paren, ')'))
-			return -1;
-		snprintf(list, sizeof list, " %.*s ", (int)(strchr(paren, ')') - paren - 1), paren + 1);
-		header_fields(c, t, list, not, &buf, &len);
-		if (!buf)
-			return -1;
-		data = buf;
-	} else {
-		return -1;   /* MIME part numbers: next session */
+/* The MIME structure, parsed from the file without holding it whole. */
+static int mf_parse(struct imapd_conn *c, size_t i, struct msgfile *f)
+{
+	char buf[FETCH_CHUNK];
+	uint64_t off = 0;
+	ssize_t n;
+
+	if (f->parsed)
+		return 0;
+	if (mf_open(c, i, f) < 0 || mime_init(&f->mime) < 0)
+		return -1;
+	while (off < f->size && (n = pread(f->fd, buf, sizeof buf, (off_t)off)) > 0) {
+		off += (uint64_t)n;
+		if (mime_feed(&f->mime, buf, (size_t)n) < 0)
+			break;
 	}
-	if (partial) {
-		data += start < len ? start : len;
-		len = start < len ? len - start : 0;
-		if (len > count)
-			len = count;
+	if (mime_finish(&f->mime) < 0) {
+		mime_free(&f->mime);
+		return -1;
 	}
+	f->parsed = 1;
+	return 0;
+}
+
+static void mf_close(struct msgfile *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	if (f->parsed)
+		mime_free(&f->mime);
+	f->fd = -1;
+	f->parsed = 0;
+}
+
+/* Sends the window [from, from + n) of a byte stream that is the file's
+ * bytes [off, ...) with each bare LF turned into CRLF (RFC 3501 2.2). */
+struct crlf {
+	struct imapd_conn *c;
+	uint64_t pos, from, n;    /* output position, window */
+	int prev_cr;
+};
+
+static void crlf_put(struct crlf *w, const char *s, size_t len)
+{
+	uint64_t lo = w->pos, hi = w->pos + len, end = w->from + w->n;
+
+	if (w->c && hi > w->from && lo < end) {   /* no connection: only measuring */
+		uint64_t a = lo < w->from ? w->from : lo, b = hi < end ? hi : end;
+
+		out_raw(w->c, s + (a - lo), (size_t)(b - a));
+	}
+	w->pos = hi;
+}
+
+static void crlf_feed(struct crlf *w, const char *buf, size_t len)
+{
+	size_t start = 0;
+
+	for (size_t k = 0; k < len; k++) {
+		if (buf[k] == '\n' && !(k ? buf[k - 1] == '\r' : w->prev_cr)) {
+			crlf_put(w, buf + start, k - start);
+			crlf_put(w, "\r\n", 2);
+			start = k + 1;
+		}
+	}
+	crlf_put(w, buf + start, len - start);
+	if (len)
+		w->prev_cr = buf[len - 1] == '\r';
+}
+
+/* A section of the file as a literal: raw bytes [off, off + len), len_n
+ * bytes once sent with CRLF; the window <skip.count> of those. */
+static int out_section(struct imapd_conn *c, struct msgfile *f, uint64_t off, uint64_t len,
+		       uint64_t len_n, uint64_t skip, uint64_t count)
+{
+	char buf[FETCH_CHUNK];
+	struct crlf w = { .c = c };
+	uint64_t end = off + len;
+
+	w.from = skip < len_n ? skip : len_n;
+	w.n = len_n - w.from < count ? len_n - w.from : count;
+	out_fmt(c, "{%llu}\r\n", (unsigned long long)w.n);
+	/* Large: sent from the file as the client takes it (conn.c). */
+	if (w.n >= IMAPD_STREAM_MIN && out_file(c, f->fd, off, len, w.from, w.n) == 0)
+		return 0;
+	if (off > 0 && pread(f->fd, buf, 1, (off_t)off - 1) == 1)
+		w.prev_cr = buf[0] == '\r';
+	if (len == len_n && w.from > 0)
+		off += w.from, w.pos = w.from;   /* nothing to convert: seek */
+	while (off < end && w.pos < w.from + w.n) {
+		ssize_t r = pread(f->fd, buf, end - off < sizeof buf ? (size_t)(end - off) : sizeof buf,
+				  (off_t)off);
+
+		if (r <= 0)
+			break;
+		crlf_feed(&w, buf, (size_t)r);
+		off += (uint64_t)r;
+	}
+	if (w.pos >= w.from + w.n)
+		return 0;
+	/* The file shrank under us: keep the protocol in step, fail the command. */
+	for (uint64_t k = w.pos > w.from ? w.pos - w.from : 0; k < w.n; k++)
+		out_raw(c, " ", 1);
+	return -1;
+}
+
+static void out_buf(struct imapd_conn *c, struct imap_buf *b)
+{
+	if (b->oom)
+		c->state = ST_LOGOUT;   /* cannot answer correctly: end this one */
+	else
+		out_raw(c, b->p, b->len);
+	imap_buf_free(b);
+}
+
+/* HEADER.FIELDS (.NOT): the header read into memory, lines filtered. */
+static int out_fields(struct imapd_conn *c, struct msgfile *f, const struct imap_section *s,
+		      uint64_t start, uint64_t count, int partial)
+{
+	struct text t = { 0 };
+	char *buf;
+	size_t len;
+
+	if (s->len > FETCH_HEADER_MAX || !(t.data = malloc((size_t)s->len + 1)))
+		return -1;
+	if (pread(f->fd, t.data, (size_t)s->len, (off_t)s->off) != (ssize_t)s->len) {
+		free(t.data);
+		return -1;
+	}
+	t.len = t.hdr = (size_t)s->len;
+	header_fields(c, &t, s->fields, s->what == IMAP_SECT_FIELDS_NOT, &buf, &len);
+	/* A header that ends without a blank line: .NOT adds none (Dovecot). */
+	if (buf && s->what == IMAP_SECT_FIELDS_NOT && len >= 2 &&
+	    !(t.len >= 2 && t.data[t.len - 1] == '\n' &&
+	      (t.data[t.len - 2] == '\n' || (t.len >= 4 && !memcmp(t.data + t.len - 4, "\r\n\r\n", 4)))))
+		len -= 2;
+	free(t.data);
+	if (!buf)
+		return -1;
+	struct crlf w = { .c = NULL };
+	uint64_t len_n;
+
+	crlf_feed(&w, buf, len);   /* first only to measure */
+	len_n = w.pos;
+	if (!partial)
+		count = UINT64_MAX;
+	w = (struct crlf){ .c = c, .from = partial ? (start < len_n ? start : len_n) : 0 };
+	w.n = len_n - w.from < count ? len_n - w.from : count;
+	out_fmt(c, "{%llu}\r\n", (unsigned long long)w.n);
+	crlf_feed(&w, buf, len);
+	free(buf);
+	return 0;
+}
+
+/* BODY[section]<partial> (RFC 3501 6.4.5). */
+static int body_part(struct imapd_conn *c, size_t i, struct msgfile *f, const char *att)
+{
+	const char *lb = strchr(att, '['), *rb = strrchr(att, ']');
+	char sect[FETCH_ATT_MAX];
+	struct imap_section s;
+	unsigned long long start = 0, count = 0;
+	int partial = 0;
+
+	snprintf(sect, sizeof sect, "%.*s", (int)(rb - lb - 1), lb + 1);
+	if (rb[1] == '<') {
+		if (sscanf(rb + 2, "%llu.%llu>", &start, &count) != 2 || count == 0)
+			return -1;
+		partial = 1;
+	}
+	if (mf_parse(c, i, f) < 0 || imap_section_resolve(&f->mime, sect, &s) < 0)
+		return -1;
 	out_fmt(c, "BODY[%s]", sect);
 	if (partial)
-		out_fmt(c, "<%lu>", start);
-	out_fmt(c, " {%zu}\r\n", len);
-	out_raw(c, data, len);
-	free(buf);
+		out_fmt(c, "<%llu>", start);
+	out_raw(c, " ", 1);
+	if (s.part >= 0 && (s.what == IMAP_SECT_FIELDS || s.what == IMAP_SECT_FIELDS_NOT))
+		return out_fields(c, f, &s, start, count, partial);
+	/* RFC 3501 6.4.5: <o.n> beyond the end is empty */
+	return out_section(c, f, s.off, s.len, s.len_n, start, partial ? count : UINT64_MAX);
+}
+
+static void set_seen(struct imapd_conn *c, struct imap_msg *m)
+{
+	char letters[MAILDIR_FLAGS_MAX + 2], nn[300];
+
+	if (c->readonly || strchr(m->flags, 'S') || msg_locate(c, (size_t)(m - c->ix.m)) < 0 ||
+	    strchr(m->flags, 'S'))
+		return;
+	snprintf(letters, sizeof letters, "%sS", m->flags);
+	if (maildir_set_flags(c->ix.dir, m->name, letters, nn, sizeof nn) == 0) {
+		free(m->name);
+		m->name = strdup(nn);
+		m->in_new = 0;
+		snprintf(m->flags, sizeof m->flags, "%s", strchr(nn, ',') ? strrchr(nn, ',') + 1 : "");
+	}
+}
+
+static void out_internaldate(struct imapd_conn *c, size_t i)
+{
+	char date[64];
+	time_t when = mtime_of(c, i);
+	struct tm tm;
+
+	gmtime_r(&when, &tm);
+	strftime(date, sizeof date, "%d-%b-%Y %H:%M:%S +0000", &tm);
+	out_fmt(c, "INTERNALDATE \"%s\"", date);
+}
+
+/* The attributes that need the MIME structure of the message. */
+static int structured(struct imapd_conn *c, size_t i, struct msgfile *f, const char *a)
+{
+	struct imap_buf b = { 0 };
+
+	if (mf_parse(c, i, f) < 0)
+		return -1;
+	if (!strcasecmp(a, "ENVELOPE")) {
+		imap_buf_puts(&b, "ENVELOPE ");
+		imap_envelope(&b, &f->mime, 0);
+	} else {
+		int ext = !strcasecmp(a, "BODYSTRUCTURE");
+
+		imap_buf_puts(&b, ext ? "BODYSTRUCTURE " : "BODY ");
+		imap_bodystructure(&b, &f->mime, 0, ext);
+	}
+	out_buf(c, &b);
+	return 0;
+}
+
+/* One attribute of message i. */
+static int fetch_att(struct imapd_conn *c, size_t i, struct msgfile *f, const char *a)
+{
+	struct imap_msg *m = &c->ix.m[i];
+	char fl[FLAGS_TEXT_MAX];
+
+	if (!strcasecmp(a, "UID")) {
+		out_fmt(c, "UID %u", m->uid);
+	} else if (!strcasecmp(a, "FLAGS")) {
+		flags_imap(m->flags, &c->kw, fl, sizeof fl);
+		out_fmt(c, "FLAGS %s", fl);
+	} else if (!strcasecmp(a, "INTERNALDATE")) {
+		out_internaldate(c, i);
+	} else if (!strcasecmp(a, "ENVELOPE") || !strcasecmp(a, "BODYSTRUCTURE") ||
+		   !strcasecmp(a, "BODY")) {
+		return structured(c, i, f, a);
+	} else if (!strncasecmp(a, "RFC822", 6)) {   /* sizes and bytes as sent, CRLF */
+		const struct mime_part *p;
+
+		if (mf_parse(c, i, f) < 0)
+			return -1;
+		p = &f->mime.parts[0];
+		if (!strcasecmp(a, "RFC822.SIZE")) {
+			out_fmt(c, "RFC822.SIZE %llu", (unsigned long long)p->end_n);
+			return 0;
+		}
+		out_fmt(c, "%s ", a[6] ? (a[7] == 'H' || a[7] == 'h' ? "RFC822.HEADER" : "RFC822.TEXT")
+				       : "RFC822");
+		if (!strcasecmp(a, "RFC822.HEADER"))
+			return out_section(c, f, 0, p->body_off, p->body_n, 0, UINT64_MAX);
+		if (!strcasecmp(a, "RFC822.TEXT"))
+			return out_section(c, f, p->body_off, p->end_off - p->body_off,
+					   p->end_n - p->body_n, 0, UINT64_MAX);
+		return out_section(c, f, 0, p->end_off, p->end_n, 0, UINT64_MAX);
+	} else {
+		return body_part(c, i, f, a);
+	}
 	return 0;
 }
 
 /* One message's FETCH response. */
 static int fetch_one(struct imapd_conn *c, size_t i, char atts[][FETCH_ATT_MAX], int natts,
-		     int set_seen)
+		     int seen)
 {
-	struct imap_msg *m = &c->ix.m[i];
-	struct text t = { 0 };
-	char fl[128], date[64];
-	int loaded = 0, rc = 0;
+	struct msgfile f = { .fd = -1 };
+	int rc = 0;
 
-	if (set_seen && !c->readonly && !strchr(m->flags, 'S')) {
-		char letters[MAILDIR_FLAGS_MAX + 2], nn[300];
-
-		snprintf(letters, sizeof letters, "%sS", m->flags);
-		if (maildir_set_flags(c->ix.dir, m->name, letters, nn, sizeof nn) == 0) {
-			free(m->name);
-			m->name = strdup(nn);
-			m->in_new = 0;
-			snprintf(m->flags, sizeof m->flags, "%s", strchr(nn, ',') ? strrchr(nn, ',') + 1 : "");
-		}
-	}
+	if (seen)
+		set_seen(c, &c->ix.m[i]);
 	out_fmt(c, "* %zu FETCH (", i + 1);
 	for (int k = 0; k < natts && rc == 0; k++) {
-		const char *a = atts[k];
-
 		if (k)
 			out_raw(c, " ", 1);
-		if (!strcasecmp(a, "UID")) {
-			out_fmt(c, "UID %u", m->uid);
-		} else if (!strcasecmp(a, "FLAGS")) {
-			flags_imap(m->flags, fl, sizeof fl);
-			out_fmt(c, "FLAGS %s", fl);
-		} else if (!strcasecmp(a, "INTERNALDATE")) {
-			time_t when = mtime_of(c, i);
-			struct tm tm;
-
-			gmtime_r(&when, &tm);
-			strftime(date, sizeof date, "%d-%b-%Y %H:%M:%S +0000", &tm);
-			out_fmt(c, "INTERNALDATE \"%s\"", date);
-		} else if (!strcasecmp(a, "RFC822.SIZE")) {
-			if (!m->size && !loaded)
-				loaded = load(c, i, &t) == 0, m->size = t.len;
-			out_fmt(c, "RFC822.SIZE %llu", (unsigned long long)m->size);
-		} else {
-			if (!loaded && !(loaded = load(c, i, &t) == 0)) {
-				rc = -1;
-				break;
-			}
-			if (!strcasecmp(a, "RFC822")) {
-				out_fmt(c, "RFC822 {%zu}\r\n", t.len);
-				out_raw(c, t.data, t.len);
-			} else if (!strcasecmp(a, "RFC822.HEADER")) {
-				out_fmt(c, "RFC822.HEADER {%zu}\r\n", t.hdr);
-				out_raw(c, t.data, t.hdr);
-			} else if (!strcasecmp(a, "RFC822.TEXT")) {
-				out_fmt(c, "RFC822.TEXT {%zu}\r\n", t.len - t.hdr);
-				out_raw(c, t.data + t.hdr, t.len - t.hdr);
-			} else {
-				rc = body_part(c, a, &t);
-			}
-		}
+		rc = fetch_att(c, i, &f, atts[k]);
 	}
+	if (rc < 0)   /* RFC 3501 7.4.2 has no error item: end the response, fail the command */
+		out_fmt(c, "UID %u", c->ix.m[i].uid);
 	out_fmt(c, ")\r\n");
-	free(t.data);
+	mf_close(&f);
 	return rc;
 }
 
 static int valid_att(const char *a)
 {
 	static const char *const simple[] = { "UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE",
-					      "RFC822", "RFC822.HEADER", "RFC822.TEXT" };
+		"RFC822", "RFC822.HEADER", "RFC822.TEXT", "ENVELOPE", "BODYSTRUCTURE", "BODY" };
+	const char *lb = strchr(a, '['), *rb = strrchr(a, ']');
+	char sect[FETCH_ATT_MAX];
+	unsigned long long o, n;
+	char tail;
 
 	for (size_t i = 0; i < sizeof simple / sizeof *simple; i++)
 		if (!strcasecmp(a, simple[i]))
 			return 1;
-	return (!strncasecmp(a, "BODY[", 5) || !strncasecmp(a, "BODY.PEEK[", 10)) && strchr(a, ']');
+	if (!lb || !rb || rb < lb || (strncasecmp(a, "BODY[", 5) && strncasecmp(a, "BODY.PEEK[", 10)))
+		return 0;
+	if (rb[1] && (sscanf(rb + 1, "<%llu.%llu%c", &o, &n, &tail) != 3 || tail != '>' ||
+		      strchr(rb, '>')[1]))
+		return 0;
+	snprintf(sect, sizeof sect, "%.*s", (int)(rb - lb - 1), lb + 1);
+	return imap_section_check(sect) == 0;
 }
 
 int cmd_fetch(struct imap_req *r)
@@ -348,13 +575,19 @@ int cmd_fetch(struct imap_req *r)
 		imap_seqset_free(&set);
 		return bad_args(r);
 	}
-	/* Macros (RFC 3501 6.4.5); ENVELOPE/BODYSTRUCTURE: next session. */
+	/* Macros (RFC 3501 6.4.5). */
 	if (natts == 1 && (!strcasecmp(atts[0], "ALL") || !strcasecmp(atts[0], "FAST") ||
 			   !strcasecmp(atts[0], "FULL"))) {
+		int all = !strcasecmp(atts[0], "ALL"), full = !strcasecmp(atts[0], "FULL");
+
 		strcpy(atts[0], "FLAGS");
 		strcpy(atts[1], "INTERNALDATE");
 		strcpy(atts[2], "RFC822.SIZE");
 		natts = 3;
+		if (all || full)
+			strcpy(atts[natts++], "ENVELOPE");
+		if (full)
+			strcpy(atts[natts++], "BODY");
 	}
 	for (int k = 0; k < natts; k++) {
 		if (!valid_att(atts[k])) {
@@ -390,16 +623,21 @@ int cmd_store(struct imap_req *r)
 {
 	struct imapd_conn *c = r->c;
 	struct imap_seqset set;
-	char item[32], letters[MAILDIR_FLAGS_MAX + 1], fl[128], nn[300];
+	char item[32], letters[MAILDIR_FLAGS_MAX + 1], fl[FLAGS_TEXT_MAX], nn[300];
 	size_t *pos, n;
 	int mode, silent, rc;
 
 	if (imap_sp(&r->p) < 0 || imap_seqset(&r->p, &set) < 0)
 		return bad_args(r);
 	if (imap_sp(&r->p) < 0 || imap_atom(&r->p, item, sizeof item) < 0 || imap_sp(&r->p) < 0 ||
-	    flags_parse(&r->p, letters, sizeof letters) < 0 || imap_eol(&r->p) < 0) {
+	    (rc = flags_parse(&r->p, c->ix.dir, c->readonly ? NULL : &c->kw, letters,
+			      sizeof letters)) == -1 || imap_eol(&r->p) < 0) {
 		imap_seqset_free(&set);
 		return bad_args(r);
+	}
+	if (rc == -2) {
+		imap_seqset_free(&set);
+		return reply(r, "NO", "[LIMIT] No room for another keyword in this mailbox");
 	}
 	mode = item[0] == '+' ? 1 : item[0] == '-' ? -1 : 0;
 	silent = strcasestr(item, ".SILENT") != NULL;
@@ -420,10 +658,11 @@ int cmd_store(struct imap_req *r)
 		char want[MAILDIR_FLAGS_MAX + 1];
 		size_t k = 0;
 
+		msg_locate(c, pos[i]);   /* renamed by another client meanwhile? */
 		for (const char *f = "DFPRSTabcdefghijklmnopqrstuvwxyz"; *f; f++) {
 			int has = strchr(m->flags, *f) != NULL, in = strchr(letters, *f) != NULL;
 
-			if (mode == 0 ? (in || (has && !strchr("DFRST", *f))) :
+			if (mode == 0 ? (in || (has && *f == 'P')) :
 			    mode > 0 ? (has || in) : (has && !in))
 				want[k++] = *f;
 		}
@@ -436,7 +675,7 @@ int cmd_store(struct imap_req *r)
 			strcpy(m->flags, want);
 		}
 		if (!silent) {
-			flags_imap(m->flags, fl, sizeof fl);
+			flags_imap(m->flags, &c->kw, fl, sizeof fl);
 			if (r->uid)
 				out_fmt(c, "* %zu FETCH (FLAGS %s UID %u)\r\n", pos[i] + 1, fl, m->uid);
 			else
@@ -467,17 +706,69 @@ static int has_text(struct search *s, const char *hay, size_t len, const char *n
 	(void)s;
 }
 
+/* RFC 3501 6.4.4: the needle in the value of a field (not its name). */
 static int header_has(struct search *s, const char *field, const char *needle)
 {
 	char list[160], *buf;
-	size_t len;
-	int r;
+	size_t len, i = 0;
+	int r = 0;
 
 	snprintf(list, sizeof list, " %s ", field);
 	header_fields(s->c, &s->t, list, 0, &buf, &len);
-	r = buf && has_text(s, buf + strlen(field) + 1 < buf + len ? buf : buf, len, needle);
+	while (buf && i < len && !r) {
+		char *nl = memchr(buf + i, '\n', len - i), *colon;
+		size_t ll = nl ? (size_t)(nl - (buf + i)) + 1 : len - i;
+
+		colon = buf[i] != ' ' && buf[i] != '\t' ? memchr(buf + i, ':', ll) : NULL;
+		if (colon)
+			r = has_text(s, colon + 1, ll - (size_t)(colon + 1 - (buf + i)), needle);
+		else
+			r = has_text(s, buf + i, ll, needle);
+		i += ll;
+	}
+	r |= buf && !needle[0] && len > 2;   /* HEADER x "": the field exists */
 	free(buf);
 	return r;
+}
+
+/* The day of the Date field ("Mon, 7 Feb 1994 21:52:25 -0800"), its time
+ * and zone disregarded (RFC 3501 6.4.4 SENT*); -1 if unreadable. */
+static time_t sent_day(struct search *s)
+{
+	static const char mon[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	char list[] = " Date ", *buf, m[4];
+	size_t len;
+	struct tm tm = { 0 };
+	const char *v, *q;
+
+	header_fields(s->c, &s->t, list, 0, &buf, &len);
+	if (!buf || len < 8) {
+		free(buf);
+		return -1;
+	}
+	buf[len - 1] = '\0';
+	v = strchr(buf, ':') + 1;
+	if (strchr(v, ','))
+		v = strchr(v, ',') + 1;
+	if (sscanf(v, "%d %3s %d", &tm.tm_mday, m, &tm.tm_year) != 3 ||
+	    !(q = strcasestr(mon, m)) || (q - mon) % 3) {
+		free(buf);
+		return -1;
+	}
+	free(buf);
+	tm.tm_mon = (int)(q - mon) / 3;
+	tm.tm_year -= tm.tm_year < 50 ? -100 : tm.tm_year < 1000 ? 0 : 1900;   /* RFC 5322 4.3 */
+	return timegm(&tm);
+}
+
+/* BEFORE/ON/SINCE (and SENT...) of day `when` against day `day`. */
+static int date_cmp(const char *k, time_t day, time_t when)
+{
+	if (!strcasecmp(k, "SINCE"))
+		return day >= when;
+	if (!strcasecmp(k, "BEFORE"))
+		return day < when;
+	return day >= when && day < when + 86400;
 }
 
 /* One search key for message s->i: 1 match, 0 not, -1 syntax error. */
@@ -567,16 +858,29 @@ static int key(struct imap_parser *p, struct search *s, int depth)
 	}
 	if (imap_astring(p, arg, sizeof arg, &al) < 0)
 		return -1;
-	if (!strcasecmp(k, "SINCE") || !strcasecmp(k, "BEFORE") || !strcasecmp(k, "ON")) {
+	if (!strcasecmp(k, "KEYWORD") || !strcasecmp(k, "UNKEYWORD")) {
+		char l = kw_letter(c->ix.dir, &c->kw, arg, 0);
+		int has = l && strchr(m->flags, l);
+
+		return k[0] == 'K' || k[0] == 'k' ? has : !has;
+	}
+	if (!strcasecmp(k, "SINCE") || !strcasecmp(k, "BEFORE") || !strcasecmp(k, "ON") ||
+	    !strcasecmp(k, "SENTSINCE") || !strcasecmp(k, "SENTBEFORE") || !strcasecmp(k, "SENTON")) {
 		struct tm tm = { 0 };
-		time_t when;
+		time_t when, day;
+		int sent = !strncasecmp(k, "SENT", 4);
 
 		if (!strptime(arg, "%d-%b-%Y", &tm))
 			return -1;
 		when = timegm(&tm);
-		time_t mt = mtime_of(c, s->i);
-		return k[0] == 'S' || k[0] == 's' ? mt >= when :
-		       k[0] == 'B' || k[0] == 'b' ? mt < when : mt >= when && mt < when + 86400;
+		if (!sent) {   /* the internal date, in UTC (as INTERNALDATE says) */
+			day = mtime_of(c, s->i);
+			return date_cmp(k, day - day % 86400, when);
+		}
+		if (!s->loaded && !(s->loaded = load(c, s->i, &s->t) == 0))
+			return 0;
+		day = sent_day(s);
+		return day >= 0 && date_cmp(k + 4, day, when);
 	}
 	if (!s->loaded && !(s->loaded = load(c, s->i, &s->t) == 0))
 		return 0;

@@ -10,10 +10,12 @@
  *   mbox.c    mailbox names -> directories (isolation), LIST, CREATE,
  *             SELECT, STATUS, APPEND, EXPUNGE, COPY/MOVE, view updates
  *   fetch.c   FETCH, STORE, SEARCH
+ *   auth.c    password checks on worker threads (the KDF costs ~0.2 s)
  */
 #ifndef POSTERN_IMAPD_H
 #define POSTERN_IMAPD_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -24,6 +26,7 @@
 #include "imap-proto.h"
 #include "linebuf.h"
 #include "log.h"
+#include "maildir.h"
 #include "tls.h"
 #include "users.h"
 
@@ -40,8 +43,36 @@
 #define IMAPD_CLOSE_MS 5000
 #define IMAPD_BAD_MAX 20                /* BAD answers in a row before BYE */
 #define IMAPD_PATH_MAX 4096
+#define IMAPD_WORKERS 2                 /* threads checking passwords */
+#define IMAPD_STREAM_MIN (64u << 10)    /* literals from this size are sent from the file */
+#define IMAPD_STREAMS_MAX 8             /* such file sections queued per connection */
+#define IMAPD_STREAM_CHUNK 16384        /* bytes read from the file at a time */
 
 enum imapd_kind { IMAPD_PLAIN, IMAPD_IMAPS };
+
+#define KW_MAX 26                       /* keywords per mailbox: the letters a-z */
+#define KW_NAME_MAX 64                  /* bytes of a keyword */
+#define FLAGS_TEXT_MAX (KW_MAX * (KW_NAME_MAX + 1) + 64)   /* "(\\Seen ... kw)" */
+
+/* The keywords of a mailbox (keywords.c): letter 'a' + i is name[i]. */
+struct kw {
+	char name[KW_MAX][KW_NAME_MAX + 1];
+	int n;
+};
+
+/* A section of a message file sent without copying it into memory
+ * (conn.c out_file): the window [from, from + n) of the file's bytes
+ * [off, end) with bare LFs sent as CRLF, inserted at position `at` of the
+ * reply stream. */
+struct out_stream {
+	int fd;
+	uint64_t at;                /* absolute position in the reply stream */
+	uint64_t off, end;          /* raw bytes still to read */
+	uint64_t pos, from, n;      /* converted position and window */
+	int prev_cr;
+	char *buf;                  /* staging, 2 * IMAPD_STREAM_CHUNK */
+	size_t blen, boff;
+};
 
 /* RFC 3501 3: the connection's state decides which commands are valid. */
 enum imap_state { ST_NOAUTH, ST_AUTH, ST_SELECTED, ST_LOGOUT };
@@ -59,6 +90,23 @@ struct imapd_opts {
 	int foreground, ready_fd;
 };
 
+/* The password-checking threads (auth.c): a ring of connections waiting for
+ * a check, a list of finished ones, an eventfd that wakes the loop. */
+struct imapd_conn;
+struct imapd_pool {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct imapd_conn *todo[IMAPD_CONNS_MAX];
+	size_t todo_head, todo_len;
+	struct imapd_conn *done[IMAPD_CONNS_MAX];
+	size_t ndone;
+	int efd;
+	struct evl_io io;
+	pthread_t th[IMAPD_WORKERS];
+	int nthreads;
+	int stopping;
+};
+
 struct imapd {
 	struct imapd_opts o;
 	struct evloop loop;
@@ -66,6 +114,9 @@ struct imapd {
 	struct users_db users;
 	struct timespec users_mtime;
 	struct users_cache cache;
+	pthread_mutex_t cache_mu;   /* the cache is shared with the workers */
+	struct imapd_pool pool;
+	int jobs;                   /* checks in the pool: the users stay loaded */
 	struct tls_server_config tls;
 	struct imapd_listener lis[2];
 	struct imapd_conn *conns;   /* all connections (for the per-user limits) */
@@ -87,6 +138,9 @@ struct imapd_conn {
 	struct imap_cmd cmd;
 	char *out;                     /* replies (heap) */
 	size_t outoff, outlen, outcap;  /* unsent bytes: out[outoff..outlen) */
+	uint64_t out_base;             /* stream position of out[0] */
+	struct out_stream streams[IMAPD_STREAMS_MAX];   /* file sections, in order */
+	int nstreams;
 	enum imap_state state;
 	int bads;
 	struct log_fields lf;
@@ -96,6 +150,7 @@ struct imapd_conn {
 	/* SELECTED */
 	struct imap_index ix;
 	char mbox[IMAP_ATOM_MAX];      /* mUTF-7 name of the selected mailbox */
+	struct kw kw;                  /* its keywords */
 	int readonly;
 	/* IDLE (RFC 2177) */
 	int idling;
@@ -105,7 +160,33 @@ struct imapd_conn {
 	/* AUTHENTICATE PLAIN waiting for its response line */
 	int auth_wait;
 	char auth_tag[IMAP_TAG_MAX + 1];
+	/* A password check on a worker (auth.c): no command runs meanwhile. */
+	int busy;                      /* a worker holds this connection */
+	int dead;                      /* closed while busy: freed when it returns */
+	int verdict;                   /* enum auth_verdict, set by the worker */
+	char job_tag[IMAP_TAG_MAX + 1];
+	char job_user[USERS_NAME_MAX + 1];
+	char job_pass[USERS_PASSWORD_MAX + 1];   /* wiped when the check is done */
+	int job;                       /* enum imapd_job */
+	struct append_job *append;     /* JOB_APPEND's arguments and result (heap) */
 };
+
+/* What a worker does for a connection: a password check, or the durable
+ * write of an APPEND (the fsyncs must not stall the loop). */
+enum imapd_job { JOB_AUTH, JOB_APPEND };
+
+struct append_job {
+	char dir[IMAPD_PATH_MAX];
+	const char *data;              /* in c->cmd, kept until the job is done */
+	size_t len;
+	char flags[MAILDIR_FLAGS_MAX + 1];
+	time_t when;
+	char file[300];                /* out: the new message's name */
+	uint32_t uid, validity;        /* out: 0 when unknown */
+	int rc;                        /* out: 0 stored, -1 not */
+};
+
+enum auth_verdict { AUTH_OK, AUTH_FAILED, AUTH_THROTTLED };
 
 /* One command being run. */
 struct imap_req {
@@ -123,9 +204,21 @@ void out_fmt(struct imapd_conn *c, const char *fmt, ...) __attribute__((format(p
 /* A string as a quoted string, or a literal when quoting cannot carry it. */
 void out_string(struct imapd_conn *c, const char *s, size_t len);
 void out_nstring(struct imapd_conn *c, const char *s);
+/* Queues the window [skip, skip + n) of the file's bytes [off, off + len)
+ * (bare LF sent as CRLF) to follow what is already queued, read from the
+ * file only as the client takes it (a dup of fd is kept). 0, or -1 when
+ * the connection has IMAPD_STREAMS_MAX queued already (then copy it). */
+int out_file(struct imapd_conn *c, int fd, uint64_t off, uint64_t len, uint64_t skip,
+	     uint64_t n);
+/* 1 while replies wait to be sent. */
+int out_pending(const struct imapd_conn *c);
 int conn_idle_start(struct imapd_conn *c);
 void conn_idle_stop(struct imapd_conn *c);
 void conn_start_tls(struct imapd_conn *c);
+/* Runs the connection's I/O again (after a worker finished its job). */
+void conn_resume(struct imapd_conn *c);
+/* Frees a connection that was closed while a worker held it. */
+void conn_release(struct imapd_conn *c);
 
 /* cmd.c */
 void cmd_run(struct imapd_conn *c, char *text, size_t len);
@@ -135,6 +228,20 @@ void cmd_capability_list(struct imapd_conn *c);
 int reply(struct imap_req *r, const char *status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 int bad_args(struct imap_req *r);
+
+/* Finishes LOGIN/AUTHENTICATE once the worker checked the password. */
+void cmd_login_done(struct imapd_conn *c);
+
+/* auth.c */
+/* Starts the worker threads and their completion eventfd. 0 or -1 (then
+ * checks run in the loop, blocking it). */
+int pool_start(struct imapd *d);
+/* Queues c's password check (c->job_*): 0, or -1 (no workers). */
+int pool_submit(struct imapd *d, struct imapd_conn *c);
+/* The check itself (on a worker, or in the loop without workers). */
+int auth_check(struct imapd_conn *c);
+/* Stops the threads; frees connections that died while checked. */
+void pool_stop(struct imapd *d);
 
 /* mbox.c */
 int mbox_dir(struct imapd_conn *c, const char *name, char *out, size_t cap);
@@ -149,6 +256,10 @@ int cmd_append(struct imap_req *r);
 int cmd_expunge(struct imap_req *r);
 int cmd_close(struct imap_req *r);
 int cmd_copy(struct imap_req *r);
+/* The worker's half of APPEND: the file written durably, its UID. */
+void append_work(struct append_job *j);
+/* The loop's half: the answer. */
+void append_done(struct imapd_conn *c);
 /* Re-reads the selected mailbox and tells the client what changed
  * (EXPUNGE, EXISTS, FETCH FLAGS). expunges: 0 when they may not be sent
  * (RFC 3501 7.4.1: not during FETCH, STORE, SEARCH). 0 or -1. */
@@ -159,10 +270,25 @@ void mbox_unselect(struct imapd_conn *c);
 int cmd_fetch(struct imap_req *r);
 int cmd_store(struct imap_req *r);
 int cmd_search(struct imap_req *r);
-/* Flags of message i as an IMAP list "(\Seen ...)" into out. */
-void flags_imap(const char *maildir_flags, char *out, size_t cap);
-/* An IMAP flag list "(\Seen \Flagged)" into maildir letters. 0 or -1. */
-int flags_parse(struct imap_parser *p, char *letters, size_t cap);
+/* Finds message i again when another process renamed its file (new/ ->
+ * cur/, flags): 0, or -1 when it is gone. */
+int msg_locate(struct imapd_conn *c, size_t i);
+/* Flags of a message as an IMAP list "(\Seen ... $Keyword)" into out
+ * (keywords from k, which may be NULL). */
+void flags_imap(const char *maildir_flags, const struct kw *k, char *out, size_t cap);
+/* An IMAP flag list "(\Seen \Flagged $Kw)" into maildir letters;
+ * keywords get letters through k (mailbox dir), created when new.
+ * 0, -1 syntax error, -2 no room for another keyword. */
+int flags_parse(struct imap_parser *p, const char *dir, struct kw *k, char *letters, size_t cap);
+
+/* keywords.c */
+/* Reads dir's keyword names into k. 0 or -1. */
+int kw_load(const char *dir, struct kw *k);
+/* The letter of keyword `name` in dir ('a'..'z'), given a new one when
+ * `create` (saved at once); 0 when it has none (or no room: KW_MAX). */
+char kw_letter(const char *dir, struct kw *k, const char *name, int create);
+/* Appends the keywords among `letters` to the flag list in out. */
+void kw_imap(const struct kw *k, const char *letters, char *out, size_t cap);
 /* The messages a sequence set names (by sequence number or UID): an array
  * of positions in c->ix (heap), *n of them. */
 int set_select(struct imapd_conn *c, const struct imap_seqset *set, int uid,

@@ -87,6 +87,8 @@ void imapd_refresh_users(struct imapd *d)
 	struct users_db fresh;
 	char err[256];
 
+	if (d->jobs > 0)
+		return;   /* workers read the users now (auth.c): later */
 	if (stat(d->o.users, &st) < 0)
 		st.st_mtim = (struct timespec){ 0, 0 };
 	if (st.st_mtim.tv_sec == d->users_mtime.tv_sec &&
@@ -196,6 +198,7 @@ int main(int argc, char **argv)
 	users_init(&d.users);
 	imapd_refresh_users(&d);
 	users_cache_init(&d.cache);
+	pthread_mutex_init(&d.cache_mu, NULL);
 	if (tls_server_config_load(&d.tls, d.o.cert, d.o.key, err, sizeof err) < 0)
 		die(EXIT_TEMP, "TLS certificate: %s", err);
 	if (evl_init(&d.loop, d.heap, IMAPD_TIMERS_MAX) < 0)
@@ -205,6 +208,10 @@ int main(int argc, char **argv)
 	evl_signal(&d.loop, SIGTERM, on_signal, &d);
 	evl_signal(&d.loop, SIGINT, on_signal, &d);
 	evl_signal(&d.loop, SIGHUP, on_signal, &d);
+	/* Threads after evl_signal: they inherit the blocked signals, so
+	 * SIGTERM/SIGHUP reach the loop's signalfd, never a worker. */
+	if (pool_start(&d) < 0)
+		log_msg(LOG_WARNING, NULL, "no worker threads: password checks block the loop");
 	if (d.o.ready_fd >= 0) {
 		(void)!write(d.o.ready_fd, "\n", 1);
 		close(d.o.ready_fd);
@@ -212,6 +219,7 @@ int main(int argc, char **argv)
 	log_msg(LOG_INFO, NULL, "ready");
 	code = evl_run(&d.loop);
 	conn_close_all(&d);
+	pool_stop(&d);
 	evl_free(&d.loop);
 	tls_server_config_free(&d.tls);
 	users_free(&d.users);

@@ -28,6 +28,9 @@
 
 #define MBOX_NAME_MAX MAILDIR_FOLDER_MAX   /* bytes of a mailbox name */
 #define LIST_MAX 1000                      /* folders listed */
+#define SUBS_FILE "postern-subscriptions"
+#define SUBS_MAX (256u << 10)                /* bytes of the subscriptions file */
+#define COPYUID_MAX 10000                    /* messages a COPYUID names (RFC 4315: optional) */
 
 static unsigned long name_counter;
 
@@ -77,7 +80,7 @@ int mbox_update(struct imapd_conn *c, int expunges)
 {
 	struct old *o;
 	size_t n = c->ix.n, j = 0;
-	char err[256], fl[128];
+	char err[256], fl[FLAGS_TEXT_MAX];
 
 	if (c->state != ST_SELECTED)
 		return 0;
@@ -95,6 +98,7 @@ int mbox_update(struct imapd_conn *c, int expunges)
 		free(o);
 		return -1;
 	}
+	kw_load(c->ix.dir, &c->kw);   /* another client may have named a letter */
 	/* From the end, so the sequence numbers of earlier messages hold. */
 	for (size_t i = n; i-- > 0;)
 		if (imap_index_find(&c->ix, o[i].uid) < 0)
@@ -106,7 +110,7 @@ int mbox_update(struct imapd_conn *c, int expunges)
 			continue;
 		j++;
 		if (strcmp(c->ix.m[k].flags, o[i].flags) != 0) {
-			flags_imap(c->ix.m[k].flags, fl, sizeof fl);
+			flags_imap(c->ix.m[k].flags, &c->kw, fl, sizeof fl);
 			out_fmt(c, "* %ld FETCH (UID %u FLAGS %s)\r\n", k + 1, o[i].uid, fl);
 		}
 	}
@@ -129,7 +133,7 @@ void mbox_unselect(struct imapd_conn *c)
 int cmd_select(struct imap_req *r)
 {
 	struct imapd_conn *c = r->c;
-	char name[IMAP_ATOM_MAX], dir[IMAPD_PATH_MAX], err[256];
+	char name[IMAP_ATOM_MAX], dir[IMAPD_PATH_MAX], err[256], fl[FLAGS_TEXT_MAX];
 	size_t unseen = 0;
 	int rc = 0;
 
@@ -155,9 +159,14 @@ int cmd_select(struct imap_req *r)
 	for (size_t i = 0; i < c->ix.n; i++)
 		if (!strchr(c->ix.m[i].flags, 'S') && !unseen)
 			unseen = i + 1;
-	out_fmt(c, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n");
-	out_fmt(c, "* OK [PERMANENTFLAGS (%s)] Flags allowed\r\n",
-		c->readonly ? "" : "\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+	kw_load(dir, &c->kw);
+	flags_imap("DFRST", &c->kw, fl, sizeof fl);
+	kw_imap(&c->kw, "abcdefghijklmnopqrstuvwxyz", fl, sizeof fl);
+	out_fmt(c, "* FLAGS %s\r\n", fl);
+	/* RFC 3501 7.1: \* when keywords can be created; none past KW_MAX. */
+	fl[strlen(fl) - 1] = '\0';
+	out_fmt(c, "* OK [PERMANENTFLAGS %s%s)] Flags allowed\r\n", c->readonly ? "(" : fl,
+		c->readonly ? "" : c->kw.n < KW_MAX ? " \\*" : "");
 	out_fmt(c, "* %zu EXISTS\r\n* 0 RECENT\r\n", c->ix.n);
 	if (unseen)
 		out_fmt(c, "* OK [UNSEEN %zu] First unseen\r\n", unseen);
@@ -209,6 +218,57 @@ int cmd_status(struct imap_req *r)
 	out_fmt(r->c, ")\r\n");
 	imap_index_free(&ix);
 	return reply(r, "OK", "STATUS completed");
+}
+
+/* Subscriptions (RFC 3501 6.3.6): one mUTF-7 name a line in
+ * <root>/postern-subscriptions, replaced atomically. A name may stay
+ * subscribed after its mailbox is gone (RFC 3501 6.3.6 allows it). */
+
+static ssize_t subs_read(struct imapd_conn *c, char *buf, size_t cap)
+{
+	char path[IMAPD_PATH_MAX + 32];
+	ssize_t n;
+
+	snprintf(path, sizeof path, "%s/" SUBS_FILE, c->root);
+	n = fs_read_file(path, buf, cap - 1);
+	if (n < 0 && errno == ENOENT)
+		n = 0;
+	if (n >= 0)
+		buf[n] = '\0';
+	return n;
+}
+
+static int subs_change(struct imapd_conn *c, const char *name, int add)
+{
+	char *buf = malloc(SUBS_MAX + 1), *out = malloc(SUBS_MAX + IMAP_ATOM_MAX + 2);
+	char path[IMAPD_PATH_MAX + 32];
+	size_t n = 0, nl = strlen(name);
+	int rc = -1;
+
+	if (!buf || !out || subs_read(c, buf, SUBS_MAX + 1) < 0)
+		goto out;
+	for (char *s = buf; *s;) {   /* every other line as it was */
+		char *e = strchr(s, '\n');
+		size_t ll = e ? (size_t)(e - s) : strlen(s);
+
+		if (ll && !(ll == nl && strncmp(s, name, nl) == 0)) {
+			memcpy(out + n, s, ll);
+			n += ll;
+			out[n++] = '\n';
+		}
+		s += ll + (e != NULL);
+	}
+	if (add) {
+		memcpy(out + n, name, nl);
+		n += nl;
+		out[n++] = '\n';
+	}
+	snprintf(path, sizeof path, "%s/" SUBS_FILE, c->root);
+	rc = n > SUBS_MAX ? -1 : fs_write_atomic(path, out, n, FS_MAIL_FILE_MODE);
+out:
+	free(buf);
+	free(out);
+	return rc;
 }
 
 /* ---- LIST, LSUB --------------------------------------------------------------- */
@@ -270,6 +330,34 @@ static size_t folders(struct imapd_conn *c, char **names)
 	return n;
 }
 
+/* LSUB (RFC 3501 6.3.9): the subscribed names that match; a name whose
+ * mailbox is gone is listed \Noselect. */
+static int lsub_list(struct imap_req *r, const char *pat, char **names)
+{
+	char *buf = malloc(SUBS_MAX + 1), dir[IMAPD_PATH_MAX];
+
+	free(names);
+	if (!buf || subs_read(r->c, buf, SUBS_MAX + 1) < 0) {
+		free(buf);
+		return reply(r, "NO", "[SERVERBUG] Cannot read the subscriptions");
+	}
+	for (char *s = buf, *e; *s; s = e ? e + 1 : s + strlen(s)) {
+		if ((e = strchr(s, '\n')))
+			*e = '\0';
+		if (!*s || !(strcmp(s, "INBOX") == 0 ? match(pat, "INBOX") || !strcasecmp(pat, "INBOX")
+						   : match(pat, s)))
+			continue;
+		out_fmt(r->c, "* LSUB (%s) \".\" ", mbox_dir(r->c, s, dir, sizeof dir) == 0 &&
+			exists(dir) ? "" : "\\Noselect");
+		out_string(r->c, s, strlen(s));
+		out_fmt(r->c, "\r\n");
+		if (!e)
+			break;
+	}
+	free(buf);
+	return reply(r, "OK", "LSUB completed");
+}
+
 int cmd_list(struct imap_req *r)
 {
 	char ref[IMAP_ATOM_MAX], pat[IMAP_ATOM_MAX], full[2 * IMAP_ATOM_MAX];
@@ -291,6 +379,8 @@ int cmd_list(struct imap_req *r)
 		return reply(r, "OK", "LIST completed");
 	}
 	snprintf(full, sizeof full, "%s%s", ref, pat);
+	if (lsub)
+		return lsub_list(r, full, names);
 	n = folders(r->c, names);
 	for (size_t i = 0; i < n; i++) {
 		const char *su;
@@ -413,16 +503,21 @@ int cmd_rename(struct imap_req *r)
 int cmd_subscribe(struct imap_req *r)
 {
 	char name[IMAP_ATOM_MAX], dir[IMAPD_PATH_MAX];
-	int rc = 0;
+	int rc = 0, add = strncasecmp(r->p.s + strlen(r->tag) + 1, "SUBSCRIBE", 9) == 0;
 
-	/* Every existing folder counts as subscribed (LSUB lists them all). */
 	if (imap_sp(&r->p) < 0)
 		return bad_args(r);
 	if ((rc = mailbox_arg(r, name, dir)) <= 0)
 		return rc < 0 ? rc : 0;
 	if (imap_eol(&r->p) < 0)
 		return bad_args(r);
-	return reply(r, "OK", "Completed");
+	if (strcasecmp(name, "INBOX") == 0)
+		strcpy(name, "INBOX");
+	if (add && !exists(dir))   /* RFC 3501 6.3.6 lets a server refuse this */
+		return reply(r, "NO", "[NONEXISTENT] No such mailbox");
+	if (subs_change(r->c, name, add) < 0)
+		return reply(r, "NO", "[SERVERBUG] Cannot save the subscriptions");
+	return reply(r, "OK", "%s completed", add ? "SUBSCRIBE" : "UNSUBSCRIBE");
 }
 
 /* ---- writing messages: APPEND, COPY/MOVE, EXPUNGE ----------------------------- */
@@ -437,9 +532,10 @@ static void new_name(char *out, size_t cap, uint64_t size, const char *flags)
 	if (gethostname(host, sizeof host) < 0 || strpbrk(host, "/:,"))
 		strcpy(host, "postern");
 	host[sizeof host - 1] = '\0';
+	/* Workers write APPENDs too: the counter is shared. */
 	snprintf(out, cap, "%lld.M%06ldP%dQ%lu.%s,S=%llu:2,%s", (long long)tv.tv_sec,
-		 (long)tv.tv_usec, (int)getpid(), ++name_counter, host, (unsigned long long)size,
-		 flags);
+		 (long)tv.tv_usec, (int)getpid(), __atomic_add_fetch(&name_counter, 1, __ATOMIC_RELAXED),
+		 host, (unsigned long long)size, flags);
 }
 
 /* Writes data as a new message in cur/ of dir (durably). 0 or -1. */
@@ -510,14 +606,38 @@ static time_t parse_datetime(const char *s)
 	return timegm(&tm) - sign * ((zone / 100) * 3600 + (zone % 100) * 60);
 }
 
+/* The durable write goes to a worker (auth.c), the answer comes from
+ * append_done; without workers both run here. */
+static int append_start(struct imap_req *r, const char *dir, const char *data, size_t len,
+			const char *flags, time_t when)
+{
+	struct imapd_conn *c = r->c;
+	struct append_job *j = calloc(1, sizeof *j);
+
+	if (!j)
+		return reply(r, "NO", "[SERVERBUG] Out of memory");
+	snprintf(j->dir, sizeof j->dir, "%s", dir);
+	snprintf(j->flags, sizeof j->flags, "%s", flags);
+	j->data = data;
+	j->len = len;
+	j->when = when;
+	c->append = j;
+	c->job = JOB_APPEND;
+	snprintf(c->job_tag, sizeof c->job_tag, "%s", r->tag);
+	if (pool_submit(c->d, c) == 0)
+		return 0;
+	append_work(j);
+	append_done(c);
+	return 0;
+}
+
 int cmd_append(struct imap_req *r)
 {
 	char name[IMAP_ATOM_MAX], dir[IMAPD_PATH_MAX], flags[MAILDIR_FLAGS_MAX + 1] = "";
-	char date[64], file[300];
+	char date[64];
 	const char *data;
 	size_t len, dl;
 	time_t when = 0;
-	uint32_t uid, validity;
 	int rc = 0;
 
 	if (imap_sp(&r->p) < 0)
@@ -526,9 +646,17 @@ int cmd_append(struct imap_req *r)
 		return rc < 0 ? rc : 0;
 	if (imap_sp(&r->p) < 0)
 		return bad_args(r);
-	if (imap_peek(&r->p) == '(' && (flags_parse(&r->p, flags, sizeof flags) < 0 ||
-					imap_sp(&r->p) < 0))
-		return bad_args(r);
+	if (imap_peek(&r->p) == '(') {
+		struct kw kw;
+
+		kw_load(dir, &kw);
+		rc = exists(dir) ? flags_parse(&r->p, dir, &kw, flags, sizeof flags)
+				 : flags_parse(&r->p, NULL, NULL, flags, sizeof flags);
+		if (rc == -1 || imap_sp(&r->p) < 0)
+			return bad_args(r);
+		if (rc == -2)
+			return reply(r, "NO", "[LIMIT] No room for another keyword in this mailbox");
+	}
 	if (imap_peek(&r->p) == '"') {
 		if (imap_string(&r->p, date, sizeof date, &dl) < 0 || imap_sp(&r->p) < 0)
 			return bad_args(r);
@@ -539,14 +667,32 @@ int cmd_append(struct imap_req *r)
 		return bad_args(r);
 	if (!exists(dir))
 		return reply(r, "NO", "[TRYCREATE] No such mailbox");
-	if (store_message(dir, data, len, flags, when, file, sizeof file) < 0)
-		return reply(r, "NO", "[SERVERBUG] Cannot store the message");
-	uid = uid_of(dir, file, &validity);
-	if (r->c->state == ST_SELECTED && strcmp(r->c->ix.dir, dir) == 0)
-		mbox_update(r->c, 1);
-	if (!uid)
-		return reply(r, "OK", "APPEND completed");
-	return reply(r, "OK", "[APPENDUID %u %u] APPEND completed", validity, uid);   /* RFC 4315 */
+	return append_start(r, dir, data, len, flags, when);
+}
+
+void append_work(struct append_job *j)
+{
+	j->rc = store_message(j->dir, j->data, j->len, j->flags, j->when, j->file, sizeof j->file);
+	if (j->rc == 0)
+		j->uid = uid_of(j->dir, j->file, &j->validity);
+}
+
+void append_done(struct imapd_conn *c)
+{
+	struct append_job *j = c->append;
+	struct imap_req r = { .c = c };
+
+	snprintf(r.tag, sizeof r.tag, "%s", c->job_tag);
+	c->append = NULL;
+	if (j->rc < 0)
+		reply(&r, "NO", "[SERVERBUG] Cannot store the message");
+	else if (c->state == ST_SELECTED && strcmp(c->ix.dir, j->dir) == 0)
+		mbox_update(c, 1);
+	if (j->rc == 0 && j->uid)   /* RFC 4315 */
+		reply(&r, "OK", "[APPENDUID %u %u] APPEND completed", j->validity, j->uid);
+	else if (j->rc == 0)
+		reply(&r, "OK", "APPEND completed");
+	free(j);
 }
 
 int cmd_expunge(struct imap_req *r)
@@ -569,7 +715,7 @@ int cmd_expunge(struct imap_req *r)
 		if (!strchr(c->ix.m[i].flags, 'T') ||
 		    (r->uid && !imap_seqset_has(&set, c->ix.m[i].uid, c->ix.uidnext - 1)))
 			continue;
-		if (imap_index_path(&c->ix, i, path, sizeof path) == 0)
+		if (msg_locate(c, i) == 0 && imap_index_path(&c->ix, i, path, sizeof path) == 0)
 			unlink(path);
 	}
 	imap_seqset_free(&set);
@@ -586,10 +732,50 @@ int cmd_close(struct imap_req *r)
 		return bad_args(r);
 	/* RFC 3501 6.4.2: expunge silently, unless read-only. */
 	for (size_t i = 0; i < c->ix.n && !c->readonly; i++)
-		if (strchr(c->ix.m[i].flags, 'T') && imap_index_path(&c->ix, i, path, sizeof path) == 0)
+		if (strchr(c->ix.m[i].flags, 'T') && msg_locate(c, i) == 0 &&
+		    imap_index_path(&c->ix, i, path, sizeof path) == 0)
 			unlink(path);
 	mbox_unselect(c);
 	return reply(r, "OK", "CLOSE completed");
+}
+
+
+/* The UIDs the destination's index gave to the copied files (0: unknown). */
+static void copied_uids(const char *dir, char (*names)[300], size_t n, uint32_t *uids,
+			uint32_t *validity)
+{
+	struct imap_index ix;
+	char err[256];
+
+	memset(uids, 0, n * sizeof *uids);
+	*validity = 0;
+	if (imap_index_open(&ix, dir) < 0 || imap_index_sync(&ix, err, sizeof err) < 0) {
+		imap_index_free(&ix);
+		return;
+	}
+	for (size_t k = 0; k < n; k++)   /* new ones are at the end: search backwards */
+		for (size_t i = ix.n; i-- > 0 && !uids[k];)
+			if (strncmp(ix.m[i].name, names[k], ix.m[i].baselen) == 0)
+				uids[k] = ix.m[i].uid;
+	*validity = ix.uidvalidity;
+	imap_index_free(&ix);
+}
+
+/* "[COPYUID v src dst]" (RFC 4315 3) as an untagged OK (MOVE, RFC 6851
+ * 4.3) or the start of the tagged one; 0 when a UID is unknown. */
+static int copyuid(struct imapd_conn *c, const char *prefix, uint32_t v, const uint32_t *src,
+		   const uint32_t *dst, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		if (!dst[k])
+			return 0;
+	out_fmt(c, "%s[COPYUID %u ", prefix, v);
+	for (int side = 0; side < 2; side++) {
+		for (size_t k = 0; k < n; k++)
+			out_fmt(c, "%s%u", k ? "," : "", side ? dst[k] : src[k]);
+		out_fmt(c, side ? "]" : " ");
+	}
+	return 1;
 }
 
 int cmd_copy(struct imap_req *r)
@@ -597,9 +783,11 @@ int cmd_copy(struct imap_req *r)
 	struct imapd_conn *c = r->c;
 	struct imap_seqset set;
 	char name[IMAP_ATOM_MAX], dir[IMAPD_PATH_MAX], src[IMAPD_PATH_MAX * 2];
-	char dst[IMAPD_PATH_MAX * 2], file[300], sub[IMAPD_PATH_MAX + 8];
+	char dst[IMAPD_PATH_MAX * 2], sub[IMAPD_PATH_MAX + 8];
 	int move = strncasecmp(r->p.s + strlen(r->tag) + 1 + (r->uid ? 4 : 0), "MOVE", 4) == 0;
-	size_t *pos = NULL, n = 0;
+	size_t *pos = NULL, n = 0, done = 0;
+	char (*files)[300] = NULL;
+	uint32_t *uids = NULL, validity;
 	int rc = 0;
 
 	if (imap_sp(&r->p) < 0 || imap_seqset(&r->p, &set) < 0)
@@ -618,22 +806,50 @@ int cmd_copy(struct imap_req *r)
 	imap_seqset_free(&set);
 	if (rc < 0)
 		return reply(r, "BAD", "Invalid message numbers");
+	if (n <= COPYUID_MAX && n > 0) {
+		files = calloc(n, sizeof *files);
+		uids = calloc(2 * n, sizeof *uids);
+	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		struct imap_msg *m = &c->ix.m[pos[i]];
+		char file[300];
 
 		new_name(file, sizeof file, m->size, m->flags);
+		msg_locate(c, pos[i]);   /* renamed by someone else meanwhile? */
 		imap_index_path(&c->ix, pos[i], src, sizeof src);
 		snprintf(dst, sizeof dst, "%s/cur/%s", dir, file);
 		rc = link(src, dst);
 		if (rc == 0 && move)
 			unlink(src);
+		if (rc == 0 && files) {
+			snprintf(files[done], sizeof files[done], "%s", file);
+			uids[done++] = m->uid;
+		}
 	}
 	snprintf(sub, sizeof sub, "%s/cur", dir);
 	fs_fsync_dir(sub);
 	free(pos);
-	if (rc < 0)
+	if (rc < 0) {
+		free(files);
+		free(uids);
 		return reply(r, "NO", "[SERVERBUG] Copy failed");
-	if (move)
+	}
+	if (files && done == n)
+		copied_uids(dir, files, n, uids + n, &validity);
+	if (move) {
+		if (files && done == n && copyuid(c, "* OK ", validity, uids, uids + n, n))
+			out_fmt(c, " Moved\r\n");
 		mbox_update(c, 1);
-	return reply(r, "OK", "%s completed", move ? "MOVE" : "COPY");
+		rc = reply(r, "OK", "MOVE completed");
+	} else if (files && done == n) {
+		out_fmt(c, "%s OK ", r->tag);
+		if (copyuid(c, "", validity, uids, uids + n, n))
+			out_fmt(c, " ");
+		out_fmt(c, "COPY completed\r\n");
+	} else {
+		rc = reply(r, "OK", "COPY completed");
+	}
+	free(files);
+	free(uids);
+	return rc;
 }

@@ -1,6 +1,7 @@
 /*
  * imap-index.c - stable UIDs for a Maildir directory (see imap-index.h).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -103,6 +104,43 @@ int imap_index_path(const struct imap_index *ix, size_t i, char *out, size_t cap
 			 ix->m[i].name);
 
 	return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+/* One of new/ and cur/: the file whose base name is message i's. */
+static int relocate_in(struct imap_index *ix, size_t i, const char *sub)
+{
+	struct imap_msg *m = &ix->m[i];
+	char path[IMAP_INDEX_PATH_MAX + 8];
+	struct maildir_info info;
+	struct dirent *de;
+	DIR *d;
+	int found = 0;
+
+	snprintf(path, sizeof path, "%s/%s", ix->dir, sub);
+	if (!(d = opendir(path)))
+		return 0;
+	while (!found && (de = readdir(d))) {
+		char *name;
+
+		if (strncmp(de->d_name, m->name, m->baselen) != 0 ||
+		    (de->d_name[m->baselen] && de->d_name[m->baselen] != ':') ||
+		    maildir_parse_name(de->d_name, &info) < 0 || !(name = strdup(de->d_name)))
+			continue;
+		free(m->name);
+		m->name = name;
+		m->in_new = strcmp(sub, "new") == 0;
+		strcpy(m->flags, m->in_new ? "" : info.flags);
+		found = 1;
+	}
+	closedir(d);
+	return found;
+}
+
+int imap_index_relocate(struct imap_index *ix, size_t i)
+{
+	if (i >= ix->n)
+		return -1;
+	return relocate_in(ix, i, "cur") || relocate_in(ix, i, "new") ? 0 : -1;
 }
 
 /* ---- reading the file ---------------------------------------------------------- */
@@ -543,11 +581,38 @@ out_p:
 	return rc;
 }
 
+/* Stats new/, cur/ and the index file into st; 1 when they are as old as
+ * IMAP_INDEX_SETTLE_S (their mtimes can be trusted), else 0. */
+static int take_stamp(const struct imap_index *ix, struct imap_index_stamp *st)
+{
+	static const char *const names[3] = { "new", "cur", IMAP_INDEX_FILE };
+	char path[IMAP_INDEX_PATH_MAX + 32];
+	struct stat sb;
+	time_t now = time(NULL);
+	int settled = 1;
+
+	for (int k = 0; k < 3; k++) {
+		snprintf(path, sizeof path, "%s/%s", ix->dir, names[k]);
+		if (lstat(path, &sb) < 0)
+			return 0;
+		st[k].sec = sb.st_mtim.tv_sec;
+		st[k].nsec = sb.st_mtim.tv_nsec;
+		st[k].ino = sb.st_ino;
+		settled &= now - sb.st_mtim.tv_sec >= IMAP_INDEX_SETTLE_S;
+	}
+	return settled;
+}
+
 int imap_index_sync(struct imap_index *ix, char *err, size_t errlen)
 {
 	char path[IMAP_INDEX_PATH_MAX + 32], lock[IMAP_INDEX_PATH_MAX + 32];
-	int fd, rc;
+	struct imap_index_stamp st[3];
+	int fd, rc, settled = take_stamp(ix, st);
 
+	if (settled && ix->stamped && memcmp(st, ix->stamp, sizeof st) == 0) {
+		ix->repaired = 0;
+		return 0;   /* nothing moved since the last sync */
+	}
 	snprintf(path, sizeof path, "%s/" IMAP_INDEX_FILE, ix->dir);
 	snprintf(lock, sizeof lock, "%s/" IMAP_INDEX_LOCK, ix->dir);
 	fd = fs_open_nofollow(lock, O_RDWR | O_CREAT, FS_MAIL_FILE_MODE);
@@ -559,5 +624,9 @@ int imap_index_sync(struct imap_index *ix, char *err, size_t errlen)
 	}
 	rc = sync_locked(ix, path, err, errlen);
 	close(fd);   /* releases the lock */
+	/* The stamp from before the listing: a change during it shows next time. */
+	ix->stamped = rc == 0 && settled;
+	if (ix->stamped)
+		memcpy(ix->stamp, st, sizeof st);
 	return rc;
 }

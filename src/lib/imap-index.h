@@ -59,19 +59,33 @@ struct imap_index {
 	size_t n, cap;
 	int repaired;               /* the last sync repaired a damaged index */
 	char repair[128];           /* what it repaired */
+	/* What new/, cur/ and the index file looked like before the last full
+	 * sync (mtime, inode): unchanged and settled, a sync has nothing to do. */
+	struct imap_index_stamp { int64_t sec, nsec; uint64_t ino; } stamp[3];
+	int stamped;
 };
 
 /* An empty index for the Maildir directory `dir` (nothing read yet). */
 int imap_index_open(struct imap_index *ix, const char *dir);
 /* Releases the messages. */
 void imap_index_free(struct imap_index *ix);
+#define IMAP_INDEX_SETTLE_S 2       /* seconds a directory must be unchanged to trust its mtime */
+
 /*
  * Brings ix up to date with the directory and the index file (see above).
+ * When new/, cur/ and the index file have the same mtimes and inodes as at
+ * the last sync, and those are IMAP_INDEX_SETTLE_S old (mtimes are only as
+ * fine as the kernel's clock tick), nothing can have changed: no listing.
  * Returns 0, or -1 with a reason in err (the previous view is kept).
  */
 int imap_index_sync(struct imap_index *ix, char *err, size_t errlen);
 /* The position of `uid` in ix->m, or -1. */
 long imap_index_find(const struct imap_index *ix, uint32_t uid);
+/* Finds message i again after another process renamed it (new/ -> cur/,
+ * or a flag change in its info part): looks for its base name in new/
+ * and cur/ and updates name, in_new and flags. 0, or -1 when it is gone
+ * (expunged). The view keeps its positions, so it may run mid-command. */
+int imap_index_relocate(struct imap_index *ix, size_t i);
 /* Path of message i ("<dir>/cur/<name>") into out. 0 or -1. */
 int imap_index_path(const struct imap_index *ix, size_t i, char *out, size_t cap);
 

@@ -3,6 +3,7 @@
  * sequence sets and modified UTF-7. See imap-proto.h for the contract.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -753,4 +754,451 @@ long imap_mutf7_encode(const char *in, char *out, size_t cap)
 		return -1;
 	out[w.n] = '\0';
 	return (long)w.n;
+}
+
+/* ---- 5. FETCH renderings ------------------------------------------------------ */
+
+void imap_buf_add(struct imap_buf *b, const void *data, size_t len)
+{
+	if (b->oom)
+		return;
+	if (b->len + len + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		char *np;
+
+		while (cap < b->len + len + 1)
+			cap *= 2;
+		if (!(np = realloc(b->p, cap))) {
+			b->oom = 1;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, data, len);
+	b->len += len;
+	b->p[b->len] = '\0';
+}
+
+void imap_buf_puts(struct imap_buf *b, const char *s)
+{
+	imap_buf_add(b, s, strlen(s));
+}
+
+void imap_buf_string(struct imap_buf *b, const char *s, size_t len)
+{
+	int quotable = len <= IMAP_QUOTED_MAX;
+	char head[32];
+
+	for (size_t i = 0; i < len && quotable; i++)
+		quotable = (unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x7f;
+	if (!quotable) {   /* RFC 3501 4.3: 8-bit and CR/LF need a literal */
+		snprintf(head, sizeof head, "{%zu}\r\n", len);
+		imap_buf_puts(b, head);
+		imap_buf_add(b, s, len);
+		return;
+	}
+	imap_buf_add(b, "\"", 1);
+	for (size_t i = 0, start = 0; i <= len; i++) {
+		if (i == len || s[i] == '"' || s[i] == '\\') {
+			imap_buf_add(b, s + start, i - start);
+			if (i < len)
+				imap_buf_add(b, "\\", 1);
+			start = i;
+		}
+	}
+	imap_buf_add(b, "\"", 1);
+}
+
+void imap_buf_nstring(struct imap_buf *b, const char *s)
+{
+	if (!s)
+		imap_buf_puts(b, "NIL");
+	else
+		imap_buf_string(b, s, strlen(s));
+}
+
+void imap_buf_free(struct imap_buf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof *b);
+}
+
+/* A field as an nstring: NIL when absent (or empty, as Dovecot does). */
+static void field_nstring(struct imap_buf *b, const struct mime *m, int i, const char *name)
+{
+	char v[MIME_VALUE_MAX];
+
+	imap_buf_nstring(b, mime_field(m, i, name, v, sizeof v) > 0 ? v : NULL);
+}
+
+static void address_list(struct imap_buf *b, const struct mime *m, int i, const char *name)
+{
+	static struct mime_addr a[MIME_ADDRS_MAX];   /* the loop is single-threaded */
+	char v[MIME_VALUE_MAX];
+	int n = mime_field(m, i, name, v, sizeof v) > 0 ? mime_parse_addresses(v, a, MIME_ADDRS_MAX) : 0;
+
+	if (n == 0) {
+		imap_buf_puts(b, "NIL");
+		return;
+	}
+	imap_buf_puts(b, "(");
+	for (int k = 0; k < n; k++) {
+		imap_buf_puts(b, "(");
+		imap_buf_nstring(b, a[k].name);
+		imap_buf_puts(b, " ");
+		imap_buf_nstring(b, a[k].route);
+		imap_buf_puts(b, " ");
+		imap_buf_nstring(b, a[k].mailbox);
+		imap_buf_puts(b, " ");
+		imap_buf_nstring(b, a[k].host);
+		imap_buf_puts(b, ")");
+	}
+	imap_buf_puts(b, ")");
+}
+
+void imap_envelope(struct imap_buf *b, const struct mime *m, int i)
+{
+	char v[16];
+	const char *from = "from";
+
+	imap_buf_puts(b, "(");
+	field_nstring(b, m, i, "date");
+	imap_buf_puts(b, " ");
+	field_nstring(b, m, i, "subject");
+	imap_buf_puts(b, " ");
+	address_list(b, m, i, from);
+	imap_buf_puts(b, " ");
+	address_list(b, m, i, mime_field(m, i, "sender", v, sizeof v) > 0 ? "sender" : from);
+	imap_buf_puts(b, " ");
+	address_list(b, m, i, mime_field(m, i, "reply-to", v, sizeof v) > 0 ? "reply-to" : from);
+	for (const char *const *f = (const char *const[]){ "to", "cc", "bcc", NULL }; *f; f++) {
+		imap_buf_puts(b, " ");
+		address_list(b, m, i, *f);
+	}
+	imap_buf_puts(b, " ");
+	field_nstring(b, m, i, "in-reply-to");
+	imap_buf_puts(b, " ");
+	field_nstring(b, m, i, "message-id");
+	imap_buf_puts(b, ")");
+}
+
+/* ("name" "value" ...) or NIL. */
+static void param_list(struct imap_buf *b, const struct mime_param *p, int n)
+{
+	if (n <= 0) {
+		imap_buf_puts(b, "NIL");
+		return;
+	}
+	imap_buf_puts(b, "(");
+	for (int k = 0; k < n; k++) {
+		if (k)
+			imap_buf_puts(b, " ");
+		imap_buf_string(b, p[k].name, strlen(p[k].name));
+		imap_buf_puts(b, " ");
+		imap_buf_string(b, p[k].value, strlen(p[k].value));
+	}
+	imap_buf_puts(b, ")");
+}
+
+/* The Content-Type parameters of entity i (text gets charset us-ascii
+ * when it has no parameters, RFC 2045 5.2). */
+static void type_params(struct imap_buf *b, const struct mime *m, int i)
+{
+	static struct mime_param par[MIME_PARAMS_MAX];
+	char v[MIME_VALUE_MAX], t[MIME_TYPE_MAX], st[MIME_TYPE_MAX];
+	int n = 0;
+
+	if (mime_field(m, i, "content-type", v, sizeof v) >= 0)
+		n = mime_parse_ctype(v, t, sizeof t, st, sizeof st, par, MIME_PARAMS_MAX);
+	if (n <= 0 && strcmp(m->parts[i].type, "text") == 0) {
+		imap_buf_puts(b, "(\"charset\" \"us-ascii\")");
+		return;
+	}
+	param_list(b, par, n);
+}
+
+/* body-fld-dsp: ("attachment" ("filename" "x")) or NIL. */
+static void disposition(struct imap_buf *b, const struct mime *m, int i)
+{
+	static struct mime_param par[MIME_PARAMS_MAX];
+	char v[MIME_VALUE_MAX], t[MIME_TYPE_MAX];
+	int n;
+
+	if (mime_field(m, i, "content-disposition", v, sizeof v) <= 0 ||
+	    (n = mime_parse_ctype(v, t, sizeof t, NULL, 0, par, MIME_PARAMS_MAX)) < 0) {
+		imap_buf_puts(b, "NIL");
+		return;
+	}
+	imap_buf_puts(b, "(");
+	imap_buf_string(b, t, strlen(t));
+	imap_buf_puts(b, " ");
+	param_list(b, par, n);
+	imap_buf_puts(b, ")");
+}
+
+/* body-fld-lang: NIL, "en" or ("en" "de"). */
+static void language(struct imap_buf *b, const struct mime *m, int i)
+{
+	char v[MIME_VALUE_MAX], *save, *tok;
+	int n = 0;
+	struct imap_buf l = { 0 };
+
+	if (mime_field(m, i, "content-language", v, sizeof v) <= 0) {
+		imap_buf_puts(b, "NIL");
+		return;
+	}
+	for (tok = strtok_r(v, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save), n++) {
+		if (n)
+			imap_buf_puts(&l, " ");
+		imap_buf_string(&l, tok, strlen(tok));
+	}
+	if (n > 1)
+		imap_buf_puts(b, "(");
+	imap_buf_add(b, l.p ? l.p : "NIL", l.p ? l.len : 3);
+	if (n > 1)
+		imap_buf_puts(b, ")");
+	imap_buf_free(&l);
+}
+
+/* The extension data common to both kinds: dsp, lang, loc. */
+static void ext_tail(struct imap_buf *b, const struct mime *m, int i)
+{
+	imap_buf_puts(b, " ");
+	disposition(b, m, i);
+	imap_buf_puts(b, " ");
+	language(b, m, i);
+	imap_buf_puts(b, " ");
+	field_nstring(b, m, i, "content-location");
+}
+
+static void multipart(struct imap_buf *b, const struct mime *m, int i, int ext)
+{
+	const struct mime_part *p = &m->parts[i];
+
+	imap_buf_puts(b, "(");
+	for (int c = p->first_child; c >= 0; c = m->parts[c].next)
+		imap_bodystructure(b, m, c, ext);
+	if (p->first_child < 0)   /* RFC 3501 needs one part: an empty one */
+		imap_buf_puts(b, "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)");
+	imap_buf_puts(b, " ");
+	imap_buf_string(b, p->subtype, strlen(p->subtype));
+	if (ext) {
+		imap_buf_puts(b, " ");
+		type_params(b, m, i);
+		ext_tail(b, m, i);
+	}
+	imap_buf_puts(b, ")");
+}
+
+static void leaf(struct imap_buf *b, const struct mime *m, int i, int ext)
+{
+	const struct mime_part *p = &m->parts[i];
+	char v[MIME_VALUE_MAX], num[64];
+
+	imap_buf_puts(b, "(");
+	imap_buf_string(b, p->type, strlen(p->type));
+	imap_buf_puts(b, " ");
+	imap_buf_string(b, p->subtype, strlen(p->subtype));
+	imap_buf_puts(b, " ");
+	type_params(b, m, i);
+	imap_buf_puts(b, " ");
+	field_nstring(b, m, i, "content-id");
+	imap_buf_puts(b, " ");
+	field_nstring(b, m, i, "content-description");
+	imap_buf_puts(b, " ");
+	if (mime_field(m, i, "content-transfer-encoding", v, sizeof v) <= 0)
+		strcpy(v, "7bit");
+	imap_buf_string(b, v, strlen(v));
+	snprintf(num, sizeof num, " %llu", (unsigned long long)(p->end_n - p->body_n));
+	imap_buf_puts(b, num);
+	if (p->kind == MIME_MESSAGE && p->first_child >= 0) {   /* RFC 3501 7.4.2 body-type-msg */
+		imap_buf_puts(b, " ");
+		imap_envelope(b, m, p->first_child);
+		imap_buf_puts(b, " ");
+		imap_bodystructure(b, m, p->first_child, ext);
+	}
+	if (p->kind == MIME_MESSAGE || strcmp(p->type, "text") == 0) {
+		snprintf(num, sizeof num, " %llu", (unsigned long long)p->lines);
+		imap_buf_puts(b, num);
+	}
+	if (ext) {
+		imap_buf_puts(b, " ");
+		field_nstring(b, m, i, "content-md5");
+		ext_tail(b, m, i);
+	}
+	imap_buf_puts(b, ")");
+}
+
+void imap_bodystructure(struct imap_buf *b, const struct mime *m, int i, int ext)
+{
+	if (m->parts[i].kind == MIME_MULTIPART)
+		multipart(b, m, i, ext);
+	else
+		leaf(b, m, i, ext);
+}
+
+/* ---- sections (RFC 3501 6.4.5) ---- */
+
+/* One step of a section path (RFC 3501 6.4.5): from entity *i, seen as a
+ * message (*as_msg: its part 1 is its body when it is not multipart) or
+ * as a body part (a message/rfc822 part's numbers are those of the
+ * message inside), to its part n. 0, or -1 when there is no such part. */
+static int sub_part(const struct mime *m, int *i, int *as_msg, uint32_t n)
+{
+	const struct mime_part *p = &m->parts[*i];
+
+	if (!*as_msg && p->kind == MIME_MESSAGE && p->first_child >= 0) {
+		*i = p->first_child;
+		*as_msg = 1;
+		p = &m->parts[*i];
+	}
+	if (p->kind == MIME_MULTIPART) {
+		int c = p->first_child;
+
+		while (c >= 0 && --n > 0)
+			c = m->parts[c].next;
+		*i = c;
+		*as_msg = 0;
+		return c >= 0 ? 0 : -1;
+	}
+	if (n != 1)
+		return -1;
+	if (*as_msg) {
+		*as_msg = 0;   /* the body of a message that is not multipart */
+		return 0;
+	}
+	/* A leaf body part's part 1 is itself, as Dovecot answers. */
+	return p->parent >= 0 && m->parts[p->parent].kind == MIME_MULTIPART ? 0 : -1;
+}
+
+/* Parses "1.2.3." at the start of spec into the entity (*part -1 if it
+ * does not exist; *depth numbers read). Returns the rest of the spec. */
+static const char *section_numbers(const struct mime *m, const char *spec, int *part, int *depth)
+{
+	int as_msg = 1;
+
+	*part = 0;
+	*depth = 0;
+	while (*spec >= '1' && *spec <= '9') {
+		char *end;
+		unsigned long n = strtoul(spec, &end, 10);
+
+		if (n > UINT32_MAX || ++*depth > IMAP_SECTION_PARTS_MAX)
+			return NULL;
+		if (m && *part >= 0 && sub_part(m, part, &as_msg, (uint32_t)n) < 0)
+			*part = -1;
+		spec = end;
+		if (*spec != '.')
+			break;
+		spec++;
+		if (!(*spec >= '1' && *spec <= '9'))
+			break;
+	}
+	return spec;
+}
+
+static int section_text(const char *rest, int depth, enum imap_sect *what, const char **fields)
+{
+	*fields = NULL;
+	if (depth > 0 && rest[-1] == '.' && !*rest)
+		return -1;   /* "1." */
+	if (!*rest)
+		*what = IMAP_SECT_ALL;
+	else if (!strcasecmp(rest, "HEADER"))
+		*what = IMAP_SECT_HEADER;
+	else if (!strcasecmp(rest, "TEXT"))
+		*what = IMAP_SECT_TEXT;
+	else if (!strcasecmp(rest, "MIME") && depth > 0)
+		*what = IMAP_SECT_MIME;
+	else if (!strncasecmp(rest, "HEADER.FIELDS.NOT ", 18) && rest[18] == '(')
+		*what = IMAP_SECT_FIELDS_NOT, *fields = rest + 18;
+	else if (!strncasecmp(rest, "HEADER.FIELDS ", 14) && rest[14] == '(')
+		*what = IMAP_SECT_FIELDS, *fields = rest + 14;
+	else
+		return -1;
+	if (*fields && (strlen(*fields) < 3 || (*fields)[strlen(*fields) - 1] != ')'))
+		return -1;
+	if (depth > 0 && *rest && rest[-1] != '.')
+		return -1;
+	return 0;
+}
+
+int imap_section_check(const char *spec)
+{
+	int part, depth;
+	enum imap_sect what;
+	const char *fields, *rest = section_numbers(NULL, spec, &part, &depth);
+
+	return rest ? section_text(rest, depth, &what, &fields) : -1;
+}
+
+static void range(struct imap_section *out, uint64_t from, uint64_t to, uint64_t from_n,
+		  uint64_t to_n)
+{
+	out->off = from;
+	out->len = to - from;
+	out->len_n = to_n - from_n;
+}
+
+int imap_section_resolve(const struct mime *m, const char *spec, struct imap_section *out)
+{
+	int part, depth;
+	const char *rest = section_numbers(m, spec, &part, &depth);
+	const struct mime_part *p;
+
+	memset(out, 0, sizeof *out);
+	if (!rest || section_text(rest, depth, &out->what, &out->fields) < 0)
+		return -1;
+	out->part = part;
+	if (part < 0)
+		return 0;   /* no such part: empty */
+	p = &m->parts[part];
+	if (out->what == IMAP_SECT_MIME) {
+		range(out, p->hdr_off, p->body_off, p->hdr_n, p->body_n);
+		return 0;
+	}
+	if (out->what == IMAP_SECT_ALL) {
+		if (depth)
+			range(out, p->body_off, p->end_off, p->body_n, p->end_n);
+		else
+			range(out, 0, m->parts[0].end_off, 0, m->parts[0].end_n);
+		return 0;
+	}
+	/* HEADER, TEXT, FIELDS: of the message, or of a message/rfc822 part. */
+	if (depth) {
+		if (p->kind != MIME_MESSAGE || p->first_child < 0) {
+			out->part = -1;
+			return 0;
+		}
+		p = &m->parts[p->first_child];
+	}
+	if (out->what == IMAP_SECT_TEXT)
+		range(out, p->body_off, p->end_off, p->body_n, p->end_n);
+	else
+		range(out, p->hdr_off, p->body_off, p->hdr_n, p->body_n);
+	return 0;
+}
+
+int imap_fields_has(const char *list, const char *line, size_t len)
+{
+	const char *colon = memchr(line, ':', len);
+	size_t nl;
+
+	if (!colon || colon == line)
+		return 0;
+	nl = (size_t)(colon - line);
+	while (nl > 0 && (line[nl - 1] == ' ' || line[nl - 1] == '\t'))
+		nl--;
+	for (const char *s = list; *s;) {
+		size_t k;
+
+		while (*s == '(' || *s == ' ' || *s == ')' || *s == '"')
+			s++;
+		k = strcspn(s, " )\"");
+		if (k == nl && k > 0 && strncasecmp(s, line, nl) == 0)
+			return 1;
+		s += k;
+	}
+	return 0;
 }

@@ -32,6 +32,11 @@
  * 3. Sequence sets (RFC 3501 9, "sequence-set"): ranges, '*' as
  *    IMAP_SEQ_STAR, resolved against the mailbox's largest number.
  *
+ * 5. FETCH renderings (RFC 3501 7.4.2) over a mime.h tree: ENVELOPE,
+ *    BODY and BODYSTRUCTURE (with extension data), and the resolution of
+ *    a BODY[section] spec to an entity and a byte range of the message,
+ *    written into a growable struct imap_buf.
+ *
  * 4. Mailbox names in modified UTF-7 (RFC 3501 5.1.3): strict decoding to
  *    UTF-8 (printable ASCII must not be encoded, "&" is "&-", base64 runs
  *    end in '-', leftover bits are zero, UTF-16 surrogates pair up) and
@@ -42,6 +47,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "mime.h"
 
 #define IMAP_LINE_MAX 8192            /* one line of a command, CRLF not counted */
 #define IMAP_CMD_MAX 65536            /* a whole command, small literals included */
@@ -160,5 +167,55 @@ long imap_mutf7_decode(const char *in, char *out, size_t cap);
 long imap_mutf7_encode(const char *in, char *out, size_t cap);
 /* 1 if `in` is valid mUTF-7 (as a mailbox name must be), else 0. */
 int imap_mutf7_valid(const char *in);
+
+/* ---- 5. FETCH renderings ------------------------------------------------------ */
+
+#define IMAP_QUOTED_MAX 1024          /* longer strings are sent as literals */
+#define IMAP_SECTION_PARTS_MAX 32     /* numbers in a section spec "1.2.3" */
+
+/* A growable output buffer; `oom` is sticky. */
+struct imap_buf {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
+
+void imap_buf_add(struct imap_buf *b, const void *data, size_t len);
+void imap_buf_puts(struct imap_buf *b, const char *s);
+/* A string as a quoted string, or a literal when quoting cannot carry it
+ * (8-bit, CR, LF, NUL, or longer than IMAP_QUOTED_MAX). */
+void imap_buf_string(struct imap_buf *b, const char *s, size_t len);
+/* A string, or NIL for NULL. */
+void imap_buf_nstring(struct imap_buf *b, const char *s);
+void imap_buf_free(struct imap_buf *b);
+
+/* ENVELOPE of message entity i (the root, or the child of a message/rfc822
+ * part): date, subject, from, sender, reply-to, to, cc, bcc, in-reply-to,
+ * message-id; sender and reply-to default to from (RFC 3501 7.4.2). */
+void imap_envelope(struct imap_buf *b, const struct mime *m, int i);
+/* BODYSTRUCTURE (ext = 1) or BODY (ext = 0) of entity i. */
+void imap_bodystructure(struct imap_buf *b, const struct mime *m, int i, int ext);
+
+enum imap_sect { IMAP_SECT_ALL, IMAP_SECT_HEADER, IMAP_SECT_TEXT, IMAP_SECT_MIME,
+		 IMAP_SECT_FIELDS, IMAP_SECT_FIELDS_NOT };
+
+struct imap_section {
+	enum imap_sect what;
+	int part;                  /* the entity whose bytes are meant, -1: none */
+	uint64_t off, len;         /* the byte range in the file */
+	uint64_t len_n;            /* its length as sent (bare LF -> CRLF) */
+	const char *fields;        /* HEADER.FIELDS: "(A B)" inside the spec */
+};
+
+/* Checks a section spec (what is between "BODY[" and "]": "", "HEADER",
+ * "1.2.TEXT", "3.MIME", "HEADER.FIELDS (A B)") without a message: 0, -1. */
+int imap_section_check(const char *spec);
+/* Resolves a spec against a message (RFC 3501 6.4.5): 0, or -1 when the
+ * spec is invalid. A part number that does not exist gives an empty range
+ * (the section is then sent as the empty string, as other servers do). */
+int imap_section_resolve(const struct mime *m, const char *spec, struct imap_section *out);
+/* 1 if header line `line` (a field's first line) names a field in the
+ * list "(A B C)" of a HEADER.FIELDS spec, case-insensitively. */
+int imap_fields_has(const char *list, const char *line, size_t len);
 
 #endif

@@ -220,6 +220,57 @@ static void t_many(void)
 	imap_index_free(&a);
 }
 
+/* Another process renames a message (new/ -> cur/ with flags): relocate
+ * finds it again in place, keeping positions; a deleted one is -1. */
+static void t_relocate(void)
+{
+	struct imap_index a;
+	char path[1024], to[1200];
+
+	setup("relocate");
+	deliver(3);
+	fresh_sync(&a);
+	CHECK_EQ(a.m[1].in_new, 1);
+	snprintf(path, sizeof path, "%s/new/%s", root, a.m[1].name);
+	snprintf(to, sizeof to, "%s/cur/%.*s:2,FS", root, (int)a.m[1].baselen, a.m[1].name);
+	CHECK_EQ(rename(path, to), 0);
+	CHECK_EQ(imap_index_relocate(&a, 1), 0);
+	CHECK_EQ(a.m[1].in_new, 0);
+	CHECK_STREQ(a.m[1].flags, "FS");
+	CHECK_EQ(a.m[1].uid, 2);
+	CHECK_EQ(imap_index_path(&a, 1, path, sizeof path), 0);
+	CHECK_EQ(unlink(path), 0);
+	CHECK_EQ(imap_index_relocate(&a, 1), -1);
+	imap_index_free(&a);
+}
+
+/* The settled fast path: an unchanged mailbox is not listed again, and a
+ * change (here a new delivery) is seen at the next sync. */
+static void t_settled_fast_path(void)
+{
+	struct imap_index a;
+	char err[256], path[1024];
+	struct timespec old[2] = { { 1000000000, 0 }, { 1000000000, 0 } };
+	static const char *const subs[] = { "new", "cur", IMAP_INDEX_FILE };
+
+	setup("settled");
+	deliver(2);
+	fresh_sync(&a);
+	for (int k = 0; k < 3; k++) {   /* as if nothing moved for a long time */
+		snprintf(path, sizeof path, "%s/%s", root, subs[k]);
+		CHECK_EQ(utimensat(AT_FDCWD, path, old, AT_SYMLINK_NOFOLLOW), 0);
+	}
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);   /* full: stamps taken */
+	CHECK(a.stamped);
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);   /* fast */
+	CHECK_EQ(a.n, 2);
+	deliver(1);   /* new/ changes: its mtime is now */
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	CHECK_EQ(a.n, 3);
+	CHECK(!a.stamped);   /* not settled yet: the next sync lists again */
+	imap_index_free(&a);
+}
+
 int main(void)
 {
 	RUN(t_stable_across_restart);
@@ -228,5 +279,7 @@ int main(void)
 	RUN(t_header_lost);
 	RUN(t_symlinked_index_refused);
 	RUN(t_many);
+	RUN(t_relocate);
+	RUN(t_settled_fast_path);
 	return check_done();
 }
