@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,7 +18,7 @@
 #include "fsutil.h"
 #include "queue.h"
 
-static const char *const state_name[] = { "pending", "sent", "failed" };
+static const char *const state_name[QUEUE_STATES] = { "pending", "sent", "failed", "bounced" };
 
 /* ---- directories ---------------------------------------------------------- */
 
@@ -165,6 +166,21 @@ int queue_spool_finish(struct queue_spool *sp)
 	return 0;
 }
 
+int queue_spool_flush(struct queue_spool *sp)
+{
+	if (sp->fd < 0) {
+		errno = EBADF;
+		return -1;
+	}
+	if (spool_flush(sp) < 0)
+		return -1;
+	if (lseek(sp->fd, 0, SEEK_SET) < 0) {
+		sp->err = errno;
+		return -1;
+	}
+	return 0;
+}
+
 void queue_spool_abort(struct queue_spool *sp)
 {
 	if (sp->fd >= 0) {
@@ -248,13 +264,15 @@ int queue_env_format(const struct queue_env *env, char *buf, size_t cap)
 		"from %s\nsize %" PRIu64 "\n", QUEUE_VERSION, env->id, env->created,
 		env->user, env->from, env->size) < 0)
 		goto small;
+	if (env->notified && put(buf, cap, &len, "notified 1\n") < 0)
+		goto small;
 	for (int i = 0; i < env->nrcpt; i++) {
 		const struct queue_rcpt *r = &env->rcpt[i];
 		char reply[QUEUE_REPLY_MAX + 1];
 		size_t k;
 
 		if (!r->addr[0] || !addr_ok(r->addr) || r->state < QUEUE_PENDING ||
-		    r->state > QUEUE_FAILED) {
+		    r->state >= QUEUE_STATES) {
 			errno = EINVAL;
 			return -1;
 		}
@@ -302,7 +320,7 @@ static int parse_rcpt(struct queue_env *env, char *rest)
 		if (!(f[i] = strtok_r(i ? NULL : rest, " ", &save)))
 			return -1;
 	r->state = -1;
-	for (int s = 0; s < 3; s++)
+	for (int s = 0; s < QUEUE_STATES; s++)
 		if (strcmp(f[0], state_name[s]) == 0)
 			r->state = s;
 	if (r->state < 0 || num(f[1], &v) < 0 || v < 0 || v > 1000000)
@@ -351,6 +369,8 @@ static int parse_line(struct queue_env *env, char *line, int *seen_version)
 		strcpy(dst, val);
 	} else if (strcmp(line, "rcpt") == 0) {
 		return parse_rcpt(env, val);
+	} else if (strcmp(line, "notified") == 0) {
+		env->notified = strcmp(val, "1") == 0;
 	}
 	/* Unknown keys are skipped: later versions may add lines. */
 	return 0;
@@ -445,6 +465,22 @@ int queue_msg_open(struct queue *q, const char *id)
 		return -1;
 	}
 	return fs_openat_nofollow(q->msgfd, id, O_RDONLY, 0);
+}
+
+int queue_lock(struct queue *q, const char *id)
+{
+	int fd = queue_msg_open(q, id);
+
+	if (fd < 0)
+		return -1;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0 || faccessat(q->envfd, id, F_OK, 0) < 0) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
 }
 
 int queue_remove(struct queue *q, const char *id)

@@ -41,6 +41,8 @@ enum queue_rcpt_state {
 	QUEUE_PENDING,   /* to be sent */
 	QUEUE_SENT,      /* accepted by the smart host */
 	QUEUE_FAILED,    /* permanently refused or given up (a bounce is due) */
+	QUEUE_BOUNCED,   /* failed, and the DSN is in the sender's Maildir */
+	QUEUE_STATES
 };
 
 struct queue_rcpt {
@@ -59,6 +61,7 @@ struct queue_env {
 	uint64_t size;                    /* bytes in msg/ID */
 	int nrcpt;
 	struct queue_rcpt rcpt[QUEUE_RCPTS_MAX];
+	int notified;                     /* the delay notice was sent */
 };
 
 struct queue {
@@ -100,6 +103,11 @@ int queue_spool_write(struct queue_spool *sp, const void *data, size_t len);
  * read (local delivery). 0 or -1 (ENOSPC: the partition is full). */
 int queue_spool_finish(struct queue_spool *sp);
 
+/* queue_spool_finish without the fsync, for a message that is not queued
+ * but made durable elsewhere (smtpd: hard-linked into Maildirs, which
+ * fsync it, maildir.h). 0 or -1. */
+int queue_spool_flush(struct queue_spool *sp);
+
 /* Queues the finished message: tmp/ID -> msg/ID, fsync msg/, then the
  * envelope (env->id, size are filled in here) atomically. When this returns
  * 0 the message is durable in the queue; sp->fd stays open (positioned at
@@ -129,6 +137,12 @@ int queue_msg_open(struct queue *q, const char *id);
 /* Removes a message: env/ID first (it is no longer queued), then msg/ID,
  * each directory fsynced. 0 or -1. */
 int queue_remove(struct queue *q, const char *id);
+
+/* Takes the relay's lock on a queued message (flock on msg/ID, not
+ * waiting): whoever holds it may update or remove the message. Returns the
+ * locked descriptor (read-only, positioned at 0; close it to unlock), or -1
+ * (EWOULDBLOCK: someone else holds it; ENOENT: not queued). */
+int queue_lock(struct queue *q, const char *id);
 
 /* Calls cb(id, arg) for every queued message (sorted by id: by age); a
  * non-zero return stops and is returned. 0 or -1. */

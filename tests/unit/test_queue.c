@@ -206,6 +206,43 @@ static void t_recover(void)
 	queue_close(&q);
 }
 
+/* The relay's additions: bounced state, the notified flag, the lock. */
+static void t_relay_state_and_lock(void)
+{
+	struct queue q;
+	static struct queue_spool sp;
+	static struct queue_env env, back;
+	static char text[QUEUE_ENV_MAX];
+	int fd, fd2, n;
+
+	CHECK_EQ(queue_open(&q, root), 0);
+	CHECK_EQ(queue_spool_open(&q, &sp, 1700000000), 0);
+	CHECK_EQ(queue_spool_write(&sp, "x\r\n", 3), 0);
+	CHECK_EQ(queue_spool_finish(&sp), 0);
+	sample_env(&env);
+	env.rcpt[1].state = QUEUE_BOUNCED;
+	env.notified = 1;
+	CHECK_EQ(queue_spool_commit(&sp, &env), 0);
+	queue_spool_abort(&sp);
+	n = queue_env_format(&env, text, sizeof text);
+	CHECK(n > 0 && strstr(text, "notified 1\n") && strstr(text, "rcpt bounced "));
+	CHECK_EQ(queue_env_load(&q, env.id, &back), 0);
+	CHECK_EQ(back.notified, 1);
+	CHECK_EQ(back.rcpt[1].state, QUEUE_BOUNCED);
+	fd = queue_lock(&q, env.id);
+	CHECK(fd >= 0);
+	fd2 = queue_lock(&q, env.id);   /* a second holder is refused at once */
+	CHECK(fd2 < 0 && errno == EWOULDBLOCK);
+	close(fd);
+	fd2 = queue_lock(&q, env.id);
+	CHECK(fd2 >= 0);
+	CHECK_EQ(queue_remove(&q, env.id), 0);
+	close(fd2);
+	CHECK(queue_lock(&q, env.id) < 0 && errno == ENOENT);
+	CHECK(queue_lock(&q, "../../etc/passwd") < 0);
+	queue_close(&q);
+}
+
 int main(void)
 {
 	const char *t = getenv("TMPDIR");
@@ -215,5 +252,6 @@ int main(void)
 	RUN(t_abort);
 	RUN(t_env_text);
 	RUN(t_recover);
+	RUN(t_relay_state_and_lock);
 	return check_done();
 }
