@@ -1,16 +1,19 @@
 /*
  * conn.c - the fetcher's connection to the POP3 server: connect with a
  * deadline, reads and writes in clear or through TLS (tls.h's blocking
- * helpers), and the STLS upgrade. Every wait has a deadline.
+ * helpers), and the STLS upgrade. Every wait has a deadline, the name
+ * lookup's included (it runs on a thread the caller stops waiting for).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fetchd.h"
@@ -53,18 +56,122 @@ static int connect_one(const struct addrinfo *ai, int64_t deadline)
 	return -1;
 }
 
+/* A name lookup on its own thread: getaddrinfo has no deadline of its
+ * own (a dead resolver can block it for minutes). Whoever finishes last,
+ * the caller (on time or not) or the thread, frees it. */
+struct resolve {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int refs, done, rc;
+	char host[256], port[8];
+	struct addrinfo *res;
+};
+
+static void resolve_put(struct resolve *r)
+{
+	pthread_mutex_lock(&r->mu);
+	int last = --r->refs == 0;
+	pthread_mutex_unlock(&r->mu);
+	if (!last)
+		return;
+	if (r->res)
+		freeaddrinfo(r->res);
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
+
+static void *resolve_thread(void *arg)
+{
+	struct resolve *r = arg;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *res = NULL;
+	int rc = getaddrinfo(r->host, r->port, &hints, &res);
+	pthread_mutex_lock(&r->mu);
+	r->rc = rc;
+	r->res = res;
+	r->done = 1;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	resolve_put(r);
+	return NULL;
+}
+
+static struct resolve *resolve_new(const char *host, uint16_t port)
+{
+	struct resolve *r = calloc(1, sizeof *r);
+	pthread_condattr_t ca;
+	if (!r)
+		return NULL;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	r->refs = 2;
+	snprintf(r->host, sizeof r->host, "%s", host);
+	snprintf(r->port, sizeof r->port, "%u", (unsigned)port);
+	return r;
+}
+
+/* Waits for r until FETCH_RESOLVE_MS; returns its result (taken from r),
+ * or sets *late. */
+static int resolve_wait(struct resolve *r, struct addrinfo **res, int *late)
+{
+	struct timespec ts;
+	int rc = EAI_AGAIN, e = 0;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += FETCH_RESOLVE_MS / 1000;
+	ts.tv_nsec += (FETCH_RESOLVE_MS % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&r->mu);
+	while (!r->done && e != ETIMEDOUT)
+		e = pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+	if (r->done) {
+		rc = r->rc;
+		*res = r->res;
+		r->res = NULL;
+	}
+	*late = !r->done;
+	pthread_mutex_unlock(&r->mu);
+	return rc;
+}
+
+/* getaddrinfo with a deadline: 0, or an EAI_ code (*late: timed out). */
+static int resolve(const char *host, uint16_t port, struct addrinfo **res, int *late)
+{
+	struct resolve *r = resolve_new(host, port);
+	pthread_attr_t at;
+	pthread_t t;
+	if (!r)
+		return EAI_MEMORY;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &at, resolve_thread, r) != 0) {
+		pthread_attr_destroy(&at);
+		r->refs = 1;
+		resolve_put(r);
+		return EAI_AGAIN;
+	}
+	pthread_attr_destroy(&at);
+	int rc = resolve_wait(r, res, late);
+	resolve_put(r);
+	return rc;
+}
+
 int conn_connect(struct conn *c, const char *host, uint16_t port, const struct log_fields *lf)
 {
 	memset(c, 0, offsetof(struct conn, rbuf));
 	c->fd = -1;
 	c->lf = lf;
-	char ps[8];
-	snprintf(ps, sizeof ps, "%u", (unsigned)port);
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
-	struct addrinfo *res;
-	int g = getaddrinfo(host, ps, &hints, &res);
+	struct addrinfo *res = NULL;
+	int late = 0, g = resolve(host, port, &res, &late);
 	if (g != 0) {
-		snprintf(c->err, sizeof c->err, "cannot resolve %s: %s", host, gai_strerror(g));
+		snprintf(c->err, sizeof c->err, "cannot resolve %s: %s", host,
+			late ? "no answer in time" : gai_strerror(g));
 		return -1;
 	}
 	int e = 0;

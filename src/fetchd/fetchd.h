@@ -5,10 +5,11 @@
  *   main.c     options, the polling loop (interval, SIGUSR1, control file,
  *              SIGHUP reload) and the one-shot mode behind `postern fetch`
  *   session.c  one fetch of one account: the POP3 dialogue and the
- *              exactly-once steps of uidl.h
+ *              exactly-once steps of uidl.h, a batch at a time (pipelined
+ *              RETR, one group commit, pipelined DELE)
  *   conn.c     the connection: connect with a deadline, plain or TLS
  *              reads and writes with deadlines, the STLS upgrade
- *   store.c    the spool file and the hand-over to local delivery
+ *   store.c    the spool file (delivery: src/lib/deliver.h)
  *   multidrop.c  recipients of a message from a domain-wide mailbox
  */
 #ifndef POSTERN_FETCHD_H
@@ -24,6 +25,7 @@
 #include "users.h"
 
 /* ---- timeouts (milliseconds) -------------------------------------------- */
+#define FETCH_RESOLVE_MS   10000	/* the server's name lookup */
 #define FETCH_CONNECT_MS   30000	/* TCP connect, per address */
 #define FETCH_TLS_MS       30000	/* the TLS handshake */
 #define FETCH_REPLY_MS     60000	/* a one-line reply, or a listing */
@@ -84,10 +86,6 @@ int fetch_account(const struct fetch_paths *p, const struct config *cfg,
 int spool_open(const char *dir);
 int spool_reset(int fd);
 int spool_sink(void *arg, const void *data, size_t len);
-int fetch_deliver(const struct fetch_paths *p, const char *const *users, size_t n,
-	int fd, const char *key, char *err, size_t errlen);
-int fetch_forget_key(const struct fetch_paths *p, const char *const *users, size_t n,
-	const char *key);
 
 /* multidrop.c: the local users a message (its header, head[0..n)) goes
  * to: from the envelope headers, else To/Cc, resolved in db for domain;

@@ -200,8 +200,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_open("fetchd", LOG_MAIL, one || fg ? LOG_DEST_STDERR : LOG_DEST_SYSLOG);
-	if (user && priv_drop(user, err, sizeof err) < 0) {
-		fprintf(stderr, "fetchd: %s\n", err);
+	/* Always: the umask 007 keeps the Maildirs the mail group's
+	 * (fsutil.h FS_MAIL_*); as root, -u is required (network parsers
+	 * never run as root). */
+	if (priv_drop(user, err, sizeof err) < 0) {
+		fprintf(stderr, "fetchd: %s (-u USER)\n", err);
 		return 100;
 	}
 	signal(SIGPIPE, SIG_IGN);

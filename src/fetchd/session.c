@@ -20,6 +20,7 @@
 
 #include <bearssl.h>
 
+#include "deliver.h"
 #include "fetchd.h"
 #include "fsutil.h"
 #include "maildir.h"
@@ -33,6 +34,14 @@
 /* Longest command line we send: RFC 2449 section 4 allows 255 octets,
  * but PASS and AUTH PLAIN lines carry a password of up to FETCH_PASS_MAX. */
 #define CMD_MAX (2 * FETCH_PASS_MAX + 512)
+/* Messages retrieved, delivered and committed together (group commit:
+ * one Maildir commit and one UIDL fdatasync per batch); the first batches
+ * of a session are smaller (1, 2, 4, ...). */
+#define FETCH_BATCH_MSGS 64
+/* Bytes (by LIST sizes) one batch stages in tmp/ before its commit. */
+#define FETCH_BATCH_BYTES (8ULL * 1024 * 1024)
+/* Longest Maildir path. */
+#define FETCH_USERDIR_MAX 1024
 
 struct msg {
 	unsigned no;
@@ -40,6 +49,26 @@ struct msg {
 	int have_size;
 	int dup;			/* its UIDL is listed twice: left alone */
 	char uid[UIDL_ID_MAX + 1];
+};
+
+/* A message of the current batch. */
+struct item {
+	const struct msg *m;
+	char id[UIDL_ID_MAX + 1];	/* its UIDL, or its guard */
+	char key[UIDL_KEY_MAX];
+	int delivered;			/* staged in the Maildir batch */
+	int again;			/* delivered before a crash */
+	uint64_t bytes;
+	size_t ntargets;
+	char targets[TARGETS_MAX][USERS_NAME_MAX + 1];
+};
+
+struct batch {
+	size_t n, ndele;
+	uint64_t bytes;
+	unsigned retr[FETCH_BATCH_MSGS];
+	unsigned dele[2 * FETCH_BATCH_MSGS];
+	struct item it[FETCH_BATCH_MSGS];	/* last: select_batch clears the rest */
 };
 
 struct sess {
@@ -65,33 +94,48 @@ struct sess {
 	struct msg **sorted;		/* m by UIDL, for pruning */
 	int no_uidl;
 	int spool;
+	struct maildir_batch *mb;	/* staged deliveries of the batch */
+	struct batch *batch;
+	size_t batch_max;		/* slow start up to FETCH_BATCH_MSGS */
 	char capa_buf[POP3_CAPA_MAX];
 	size_t capa_len;
 };
 
 /* ---- commands ------------------------------------------------------------ */
 
-/* Sends line (CRLF added) and reads the reply. multi: a multi-line body
- * goes to sink. Returns 1 for +OK, 0 for -ERR, -1 when the connection
- * failed (logged). secret: the line holds a credential, never logged. */
+/* Reads the reply to a command (what: for the log). multi: a multi-line
+ * body goes to sink. Returns 1 for +OK, 0 for -ERR, -1 when the
+ * connection failed (logged). */
+static int reply(struct sess *s, const char *what, int multi, pop3_sink_fn sink, void *arg,
+	uint64_t body_max, int64_t idle_ms)
+{
+	pop3_reader_start(s->r, multi, 1, body_max, sink, arg);
+	if (conn_response(s->c, s->r, idle_ms) < 0) {
+		log_msg(LOG_ERR, &s->lf, "%.20s: %s%s%.200s", what, s->c->err,
+			s->r->status_len ? "; server said: " : "", s->r->status);
+		return -1;
+	}
+	return s->r->ok;
+}
+
+/* Sends line (CRLF added; "" sends nothing: the greeting) and reads the
+ * reply as reply() does. secret: the line holds a credential, never
+ * logged. */
 static int cmd(struct sess *s, const char *line, int secret, int multi,
 	pop3_sink_fn sink, void *arg, uint64_t body_max, int64_t idle_ms)
 {
 	char buf[CMD_MAX + 3];
+	const char *what = secret ? "login" : line[0] ? line : "greeting";
 	int n = snprintf(buf, sizeof buf, "%s\r\n", line);
 	if (n < 0 || (size_t)n >= sizeof buf)
 		return -1;
-	pop3_reader_start(s->r, multi, 1, body_max, sink, arg);
 	int rc = line[0] ? conn_write(s->c, buf, (size_t)n, tls_now_ms() + FETCH_REPLY_MS) : 0;
 	memset(buf, 0, sizeof buf);
-	if (rc == 0)
-		rc = conn_response(s->c, s->r, idle_ms);
 	if (rc < 0) {
-		log_msg(LOG_ERR, &s->lf, "%.20s: %s%s%.200s", secret ? "login" : line[0] ? line : "greeting",
-			s->c->err, s->r->status_len ? "; server said: " : "", s->r->status);
+		log_msg(LOG_ERR, &s->lf, "%.20s: %s", what, s->c->err);
 		return -1;
 	}
-	return s->r->ok;
+	return reply(s, what, multi, sink, arg, body_max, idle_ms);
 }
 
 static int capa_sink(void *arg, const void *data, size_t len)
@@ -454,18 +498,6 @@ static int guard_id(struct sess *s, char out[UIDL_ID_MAX + 1])
 	return 0;
 }
 
-static int dele(struct sess *s, const struct msg *m)
-{
-	char line[32];
-	snprintf(line, sizeof line, "DELE %u", m->no);
-	int rc = cmd(s, line, 0, 0, NULL, NULL, 0, FETCH_REPLY_MS);
-	if (rc == 1)
-		s->st->deleted++;
-	else if (rc == 0)
-		log_msg(LOG_WARNING, &s->lf, "DELE %u refused: %.200s", m->no, s->r->status);
-	return rc < 0 ? -1 : 0;
-}
-
 /* The local users the spooled message goes to, into s->tv. 0 or -1. */
 static int targets(struct sess *s)
 {
@@ -491,38 +523,113 @@ static int targets(struct sess *s)
 	return 0;
 }
 
-/* Delivers the spooled message under id, then records id. 0 or -1. */
-static int deliver_and_record(struct sess *s, const char *id)
+/* Checks the data partition; 0 go on, -1 stop (nothing is deleted). */
+static int space_ok(struct sess *s, uint64_t bytes)
 {
-	char key[UIDL_KEY_MAX], err[512];
-	if (uidl_key(s->a->h.name, id, key, sizeof key) < 0 || targets(s) < 0)
+	int rc = maildir_fs_check(s->p->mail, bytes, FETCH_FS_RESERVE);
+	if (rc == 0)
+		return 0;
+	log_msg(LOG_ERR, &s->lf, "data partition %s; fetching stopped, messages stay on the server",
+		rc > 0 ? "nearly full" : "cannot be checked");
+	return -1;
+}
+
+/* ---- batches -------------------------------------------------------------- */
+
+/* Sends "VERB N" for each of nos[0..n) in one write: RFC 2449 section 6.6
+ * (PIPELINING) lets the client send commands without waiting. 0 or -1. */
+static int send_pipelined(struct sess *s, const char *verb, const unsigned *nos, size_t n)
+{
+	char *buf = malloc(n * 24 + 1);
+	size_t len = 0;
+	int rc = -1;
+	if (!buf)
 		return -1;
-	int n = fetch_deliver(s->p, s->tv, s->ntargets, s->spool, key, err, sizeof err);
-	if (n < 0) {
-		log_msg(LOG_ERR, &s->lf, "delivery to %s%s failed: %s; left on the server",
-			s->tv[0], s->ntargets > 1 ? " and others" : "", err);
-		return -1;
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)sprintf(buf + len, "%s %u\r\n", verb, nos[i]);
+	if (conn_write(s->c, buf, len, tls_now_ms() + FETCH_REPLY_MS) == 0)
+		rc = 0;
+	else
+		log_msg(LOG_ERR, &s->lf, "%s: %s", verb, s->c->err);
+	free(buf);
+	return rc;
+}
+
+/* Sends "VERB N" for message i of n: all at once (pipelined) before the
+ * first reply, or each just before its own reply. 0 or -1. */
+static int send_nth(struct sess *s, const char *verb, const unsigned *nos, size_t n, size_t i)
+{
+	char line[32];
+	if (s->capa.pipelining)
+		return i == 0 ? send_pipelined(s, verb, nos, n) : 0;
+	snprintf(line, sizeof line, "%s %u\r\n", verb, nos[i]);
+	if (conn_write(s->c, line, strlen(line), tls_now_ms() + FETCH_REPLY_MS) == 0)
+		return 0;
+	log_msg(LOG_ERR, &s->lf, "%s: %s", verb, s->c->err);
+	return -1;
+}
+
+/* DELE for every message of the batch's list. 0, or -1 (connection). */
+static int dele_all(struct sess *s, struct batch *b)
+{
+	for (size_t i = 0; i < b->ndele; i++) {
+		if (send_nth(s, "DELE", b->dele, b->ndele, i) < 0)
+			return -1;
+		int rc = reply(s, "DELE", 0, NULL, NULL, 0, FETCH_REPLY_MS);
+		if (rc < 0)
+			return -1;
+		if (rc == 1)
+			s->st->deleted++;
+		else
+			log_msg(LOG_WARNING, &s->lf, "DELE %u refused: %.200s", b->dele[i],
+				s->r->status);
 	}
-	if (uidl_record(&s->store, id, err, sizeof err) < 0) {
-		log_msg(LOG_ERR, &s->lf, "recording UIDL: %s; left on the server", err);
-		return -1;
-	}
-	fetch_forget_key(s->p, s->tv, s->ntargets, key);
-	if (n == 0)
-		log_msg(LOG_INFO, &s->lf, "uidl=%.70s already delivered before a restart", id);
 	return 0;
 }
 
-/* RETR into the spool. 1 retrieved, 0 skip this message, -1 connection. */
-static int retrieve(struct sess *s, const struct msg *m)
+/* Picks the next batch from message *i on: RETR for new messages, DELE
+ * for those recorded before (delete mode). */
+static void select_batch(struct sess *s, struct batch *b, size_t *i)
 {
-	char line[32];
+	memset(b, 0, offsetof(struct batch, it));
+	for (; *i < s->nm; (*i)++) {
+		const struct msg *m = &s->m[*i];
+		if (b->n == s->batch_max || b->ndele == FETCH_BATCH_MSGS ||
+		    (b->n && b->bytes + m->size > FETCH_BATCH_BYTES))
+			break;
+		if (m->dup) {
+			log_msg(LOG_WARNING, &s->lf, "message %u: UIDL %.70s listed twice; "
+				"left on the server", m->no, m->uid);
+		} else if (!s->no_uidl && uidl_has(&s->store, m->uid)) {
+			s->st->already++;
+			if (!s->a->keep)
+				b->dele[b->ndele++] = m->no;
+		} else if (m->have_size && s->a->max_size && m->size > s->a->max_size) {
+			log_msg(LOG_WARNING, &s->lf, "message %u: %llu bytes, over max-size; "
+				"left on the server", m->no, (unsigned long long)m->size);
+			s->st->skipped_big++;
+		} else {
+			struct item *it = &b->it[b->n];
+			it->m = m;
+			it->delivered = it->again = 0;
+			it->ntargets = 0;
+			b->retr[b->n++] = m->no;
+			b->bytes += m->size;
+		}
+	}
+	/* Slow start: a session that dies early loses little work. */
+	if (s->batch_max < FETCH_BATCH_MSGS)
+		s->batch_max *= 2;
+}
+
+/* Reads one RETR reply into the spool. 1 retrieved, 0 skip, -1 connection. */
+static int read_retr(struct sess *s, const struct msg *m)
+{
 	if (spool_reset(s->spool) < 0) {
 		log_msg(LOG_ERR, &s->lf, "spool: %s", strerror(errno));
 		return -1;
 	}
-	snprintf(line, sizeof line, "RETR %u", m->no);
-	int rc = cmd(s, line, 0, 1, spool_sink, &s->spool, s->a->max_size, FETCH_IDLE_MS);
+	int rc = reply(s, "RETR", 1, spool_sink, &s->spool, s->a->max_size, FETCH_IDLE_MS);
 	if (rc < 0)
 		return -1;	/* lost mid-RETR: nothing recorded, nothing deleted */
 	if (rc == 0) {
@@ -538,56 +645,114 @@ static int retrieve(struct sess *s, const struct msg *m)
 	return 1;
 }
 
-/* Checks the data partition; 0 go on, -1 stop (nothing is deleted). */
-static int space_ok(struct sess *s, const struct msg *m)
+/* Adds the spooled message to the Maildir batch through the one delivery
+ * path (deliver.h), keyed by account and id. 0, or -1 (stop fetching). */
+static int stage_item(struct sess *s, struct batch *b, struct item *it)
 {
-	int rc = maildir_fs_check(s->p->mail, m->size, FETCH_FS_RESERVE);
-	if (rc == 0)
+	char err[512];
+	if (!s->no_uidl)
+		memcpy(it->id, it->m->uid, sizeof it->id);
+	else if (guard_id(s, it->id) < 0)
+		return -1;
+	if (s->no_uidl && uidl_has(&s->store, it->id)) {
+		s->st->already++;
+		b->dele[b->ndele++] = it->m->no;
 		return 0;
-	log_msg(LOG_ERR, &s->lf, "data partition %s; fetching stopped, messages stay on the server",
-		rc > 0 ? "nearly full" : "cannot be checked");
-	return -1;
+	}
+	if (uidl_key(s->a->h.name, it->id, it->key, sizeof it->key) < 0 || targets(s) < 0)
+		return -1;
+	struct deliver_ctx dc = { .mail_root = s->p->mail };
+	struct deliver_env env = { .from = "", .rcpts = s->tv, .nrcpt = s->ntargets };
+	int n = deliver_users(&dc, s->tv, s->ntargets, s->spool, &env, it->key, s->mb, err,
+		sizeof err);
+	if (n < 0) {
+		log_msg(LOG_ERR, &s->lf, "delivery to %s%s %s: %s; left on the server", s->tv[0],
+			s->ntargets > 1 ? " and others" : "",
+			n == DELIVER_ERR_REJECTED ? "refused" : "failed", err);
+		return n == DELIVER_ERR_REJECTED ? 0 : -1;
+	}
+	it->delivered = 1;
+	it->again = n == 0;
+	it->bytes = s->r->body_len;
+	it->ntargets = s->ntargets;
+	for (size_t k = 0; k < s->ntargets; k++)
+		snprintf(it->targets[k], sizeof it->targets[k], "%s", s->tv[k]);
+	return 0;
 }
 
-/* One message. Returns 0 to go on, -1 to stop the session. */
-static int fetch_one(struct sess *s, const struct msg *m)
+/* After the UIDLs are recorded: markers dropped, counted, logged, DELE
+ * queued. */
+static void item_done(struct sess *s, struct batch *b, struct item *it)
 {
-	if (m->dup) {
-		log_msg(LOG_WARNING, &s->lf, "message %u: UIDL %.70s listed twice; left on the server",
-			m->no, m->uid);
-		return 0;
+	for (size_t k = 0; k < it->ntargets; k++) {
+		char dir[FETCH_USERDIR_MAX];
+		if (deliver_maildir_path(s->p->mail, it->targets[k], dir, sizeof dir) == 0)
+			maildir_key_forget(dir, it->key);
 	}
-	if (!s->no_uidl && uidl_has(&s->store, m->uid)) {
-		s->st->already++;
-		return s->a->keep ? 0 : dele(s, m);
-	}
-	if (m->have_size && s->a->max_size && m->size > s->a->max_size) {
-		log_msg(LOG_WARNING, &s->lf, "message %u: %llu bytes, over max-size; left on the server",
-			m->no, (unsigned long long)m->size);
-		s->st->skipped_big++;
-		return 0;
-	}
-	if (space_ok(s, m) < 0)
-		return -1;
-	int rc = retrieve(s, m);
-	if (rc <= 0)
-		return rc;
-	char id[UIDL_ID_MAX + 1];
-	if (!s->no_uidl)
-		memcpy(id, m->uid, sizeof id);
-	else if (guard_id(s, id) < 0)
-		return -1;
-	if (s->no_uidl && uidl_has(&s->store, id)) {
-		s->st->already++;
-		return dele(s, m);
-	}
-	if (deliver_and_record(s, id) < 0)
-		return -1;
 	s->st->fetched++;
-	s->st->bytes += s->r->body_len;
-	log_msg(LOG_INFO, &s->lf, "message %u uidl=%.70s: %llu bytes delivered to %s%s", m->no, id,
-		(unsigned long long)s->r->body_len, s->tv[0], s->ntargets > 1 ? " and others" : "");
-	return s->a->keep ? 0 : dele(s, m);
+	s->st->bytes += it->bytes;
+	log_msg(LOG_INFO, &s->lf, "message %u uidl=%.70s: %llu bytes %s %s%s", it->m->no,
+		it->id, (unsigned long long)it->bytes,
+		it->again ? "delivered before a restart, to" : "delivered to",
+		it->targets[0], it->ntargets > 1 ? " and others" : "");
+	if (!s->a->keep)
+		b->dele[b->ndele++] = it->m->no;
+}
+
+/* Group commit: every staged message durable (maildir_batch_commit), then
+ * their UIDLs recorded with one fdatasync, and only then DELE (uidl.h
+ * steps 3-6 for a whole batch). 0 or -1. */
+static int commit_batch(struct sess *s, struct batch *b)
+{
+	char err[512];
+	const char *ids[FETCH_BATCH_MSGS];
+	size_t n = 0;
+	if (maildir_batch_commit(s->mb, err, sizeof err) < 0) {
+		log_msg(LOG_ERR, &s->lf, "delivery failed: %s; left on the server", err);
+		return -1;
+	}
+	for (size_t i = 0; i < b->n; i++)
+		if (b->it[i].delivered)
+			ids[n++] = b->it[i].id;
+	if (n && uidl_record_many(&s->store, ids, n, err, sizeof err) < 0) {
+		log_msg(LOG_ERR, &s->lf, "recording UIDLs: %s; left on the server", err);
+		return -1;
+	}
+	for (size_t i = 0; i < b->n; i++)
+		if (b->it[i].delivered)
+			item_done(s, b, &b->it[i]);
+	return 0;
+}
+
+/* One batch: RETR (pipelined), stage, commit, record, DELE (pipelined).
+ * Returns 0 to go on, -1 to stop the session. */
+static int fetch_batch(struct sess *s, struct batch *b)
+{
+	int lost = 0, failed = 0;
+	if (b->n && space_ok(s, b->bytes) < 0) {
+		dele_all(s, b);		/* recorded before: still deleted */
+		return -1;
+	}
+	for (size_t i = 0; i < b->n && !lost; i++) {
+		if (failed && !s->capa.pipelining)
+			break;
+		if (send_nth(s, "RETR", b->retr, b->n, i) < 0) {
+			lost = 1;
+			break;
+		}
+		int rc = read_retr(s, b->it[i].m);
+		if (rc < 0)
+			lost = 1;
+		/* After a failure the pipelined replies are still read, so
+		 * the session stays in step for QUIT. */
+		else if (rc == 1 && !failed && stage_item(s, b, &b->it[i]) < 0)
+			failed = 1;
+	}
+	if (commit_batch(s, b) < 0)
+		return -1;
+	if (lost)
+		return -1;
+	return dele_all(s, b) < 0 || failed ? -1 : 0;
 }
 
 /* ---- the session ---------------------------------------------------------- */
@@ -626,8 +791,11 @@ static int run(struct sess *s)
 		log_msg(LOG_ERR, &s->lf, "spool in %s: %s", s->store.dir, strerror(errno));
 		return -1;
 	}
-	for (size_t i = 0; i < s->nm && rc == 0; i++)
-		rc = fetch_one(s, &s->m[i]);
+	s->batch_max = 1;
+	for (size_t i = 0; i < s->nm && rc == 0; ) {
+		select_batch(s, s->batch, &i);
+		rc = fetch_batch(s, s->batch);
+	}
 	if (s->c->fd >= 0 && (rc == 0 || s->r->st == POP3_R_DONE))
 		quit(s);
 	return rc;
@@ -638,9 +806,11 @@ static int sess_alloc(struct sess *s)
 	s->c = calloc(1, sizeof *s->c);
 	s->r = calloc(1, sizeof *s->r);
 	s->lines = calloc(1, sizeof *s->lines);
+	s->batch = malloc(sizeof *s->batch);
+	s->mb = maildir_batch_new();
 	if (s->c)
 		s->c->fd = -1;
-	return s->c && s->r && s->lines ? 0 : -1;
+	return s->c && s->r && s->lines && s->batch && s->mb ? 0 : -1;
 }
 
 static void sess_free(struct sess *s)
@@ -655,6 +825,8 @@ static void sess_free(struct sess *s)
 	free(s->c);
 	free(s->r);
 	free(s->lines);
+	free(s->batch);
+	maildir_batch_free(s->mb);	/* anything not committed is removed */
 	free(s->m);
 	free(s->sorted);
 	users_free(&s->users);

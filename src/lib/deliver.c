@@ -75,7 +75,7 @@ static int expand(const struct deliver_ctx *c, const char *addr, deliver_name *n
 }
 
 /* The Maildir path of each user, created when missing. */
-static int make_dirs(const struct deliver_ctx *c, deliver_name *names, size_t n,
+static int make_dirs(const struct deliver_ctx *c, const char *const *names, size_t n,
 		     char **dirs, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -85,7 +85,7 @@ static int make_dirs(const struct deliver_ctx *c, deliver_name *names, size_t n,
 		dirs[i] = malloc(DELIVER_PATH_MAX);
 		if (!dirs[i] || deliver_maildir_path(c->mail_root, names[i], dirs[i],
 						     DELIVER_PATH_MAX) < 0) {
-			snprintf(err, errlen, "%s: bad Maildir path", names[i]);
+			snprintf(err, errlen, "%.100s: bad Maildir path", names[i]);
 			return -1;
 		}
 		snprintf(path, sizeof path, "%s/new", dirs[i]);
@@ -98,19 +98,73 @@ static int make_dirs(const struct deliver_ctx *c, deliver_name *names, size_t n,
 	return 0;
 }
 
+/* The copies into batch b, or durable now (a batch of one) when b is NULL. */
+static int add_copies(const struct deliver_ctx *c, const char *const *dirs, size_t n, int fd,
+		      const char *key, struct maildir_batch *b, char *err, size_t errlen)
+{
+	struct maildir_batch *own = b ? NULL : maildir_batch_new();
+	int r;
+
+	if (!b && !own) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (c->link_source)
+		r = maildir_batch_add_link(b ? b : own, dirs, n, fd, key, err, errlen);
+	else
+		r = maildir_batch_add_fd(b ? b : own, dirs, n, fd, key, err, errlen);
+	if (own && r > 0 && maildir_batch_commit(own, err, errlen) < 0)
+		r = -1;
+	maildir_batch_free(own);
+	return r;
+}
+
+int deliver_users(const struct deliver_ctx *c, const char *const *users, size_t n, int fd,
+		  const struct deliver_env *env, const char *key, struct maildir_batch *b,
+		  char *err, size_t errlen)
+{
+	char **dirs = NULL;
+	enum deliver_verdict v;
+	int r = DELIVER_ERR_TEMP;
+
+	if (n == 0 || n > DELIVER_USERS_MAX) {
+		snprintf(err, errlen, "bad user count %zu", n);
+		return DELIVER_ERR_TEMP;
+	}
+	v = deliver_filter(c, fd, env, err, errlen);
+	if (v != DELIVER_ACCEPT)
+		return v == DELIVER_REJECT ? DELIVER_ERR_REJECTED : DELIVER_ERR_TEMP;
+	dirs = calloc(n, sizeof *dirs);
+	if (!dirs)
+		snprintf(err, errlen, "out of memory");
+	else if (make_dirs(c, users, n, dirs, err, errlen) == 0)
+		r = add_copies(c, (const char *const *)dirs, n, fd, key, b, err, errlen);
+	if (r < 0)
+		r = DELIVER_ERR_TEMP;
+	for (size_t i = 0; dirs && i < n; i++)
+		free(dirs[i]);
+	free(dirs);
+	return r;
+}
+
 int deliver_local(const struct deliver_ctx *c, int fd, const struct deliver_env *env,
 		  const char *key, char *err, size_t errlen)
 {
+	return deliver_local_batch(c, fd, env, key, NULL, err, errlen);
+}
+
+int deliver_local_batch(const struct deliver_ctx *c, int fd, const struct deliver_env *env,
+			const char *key, struct maildir_batch *b, char *err, size_t errlen)
+{
 	deliver_name *names = malloc(DELIVER_USERS_MAX * sizeof *names);
 	deliver_name *tmp = malloc(DELIVER_USERS_MAX * sizeof *tmp);
-	char **dirs = NULL;
+	const char **pv = malloc(DELIVER_USERS_MAX * sizeof *pv);
 	size_t n = 0;
 	int r = DELIVER_ERR_TEMP;
-	enum deliver_verdict v;
 
-	if (!names || !tmp || env->nrcpt == 0 || env->nrcpt > DELIVER_RCPTS_MAX) {
-		snprintf(err, errlen, names && tmp ? "bad recipient count %zu" : "out of memory",
-			 env->nrcpt);
+	if (!names || !tmp || !pv || env->nrcpt == 0 || env->nrcpt > DELIVER_RCPTS_MAX) {
+		snprintf(err, errlen, names && tmp && pv ? "bad recipient count %zu" :
+			 "out of memory", env->nrcpt);
 		goto out;
 	}
 	for (size_t i = 0; i < env->nrcpt; i++)
@@ -119,22 +173,11 @@ int deliver_local(const struct deliver_ctx *c, int fd, const struct deliver_env 
 			r = DELIVER_ERR_NOUSER;
 			goto out;
 		}
-	v = deliver_filter(c, fd, env, err, errlen);
-	if (v != DELIVER_ACCEPT) {
-		r = v == DELIVER_REJECT ? DELIVER_ERR_REJECTED : DELIVER_ERR_TEMP;
-		goto out;
-	}
-	dirs = calloc(n, sizeof *dirs);
-	if (!dirs || make_dirs(c, names, n, dirs, err, errlen) < 0)
-		goto out;
-	r = maildir_deliver_fd((const char *const *)dirs, n, fd, key, err, errlen);
-	if (r < 0)
-		r = DELIVER_ERR_TEMP;
+	for (size_t i = 0; i < n; i++)
+		pv[i] = names[i];
+	r = deliver_users(c, pv, n, fd, env, key, b, err, errlen);
 out:
-	if (dirs)
-		for (size_t i = 0; i < n; i++)
-			free(dirs[i]);
-	free(dirs);
+	free(pv);
 	free(names);
 	free(tmp);
 	return r;

@@ -65,6 +65,9 @@ struct deliver_ctx {
 	const char *mail_root;          /* "/data/mail" */
 	deliver_filter_fn filter;       /* NULL: deliver_filter_none */
 	void *filter_arg;
+	int link_source;                /* the message fd is a file nobody changes
+					 * afterwards (the SMTP spool): Maildir copies
+					 * are hard links of it (maildir_batch_add_link) */
 };
 
 /* The no-op filter: accepts everything. */
@@ -84,6 +87,25 @@ enum deliver_verdict deliver_filter(const struct deliver_ctx *c, int fd,
  */
 int deliver_local(const struct deliver_ctx *c, int fd, const struct deliver_env *env,
 		  const char *key, char *err, size_t errlen);
+
+/*
+ * The second half of deliver_local, for callers that have local user
+ * names already (the fetcher: its deliver-to user, or the multidrop
+ * targets; c->db may be NULL): the filter hook, missing Maildirs created,
+ * then the copies. b NULL: durable when this returns (as deliver_local).
+ * b non-NULL: the copies are added to the batch and durable only after
+ * maildir_batch_commit(b) succeeds (group commit: the caller acknowledges
+ * nothing of the batch before). Returns the number of copies (0 when all
+ * had the key), or DELIVER_ERR_TEMP / DELIVER_ERR_REJECTED with err.
+ */
+int deliver_users(const struct deliver_ctx *c, const char *const *users, size_t n, int fd,
+		  const struct deliver_env *env, const char *key, struct maildir_batch *b,
+		  char *err, size_t errlen);
+
+/* deliver_local into batch b (NULL: as deliver_local): durable only after
+ * maildir_batch_commit(b) (the SMTP server's group commit). */
+int deliver_local_batch(const struct deliver_ctx *c, int fd, const struct deliver_env *env,
+			const char *key, struct maildir_batch *b, char *err, size_t errlen);
 
 /* The Maildir of user under mail_root into out. 0 or -1 (bad name, long). */
 int deliver_maildir_path(const char *mail_root, const char *user, char *out, size_t cap);

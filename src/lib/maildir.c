@@ -32,7 +32,8 @@ const char *const maildir_default_folders[] = {
 	"Sent", "Drafts", "Trash", "Junk", "Archive", NULL
 };
 
-static unsigned long maildir_counter;   /* Q part of unique names */
+/* Q part of unique names: atomic, several worker threads deliver at once. */
+static unsigned long maildir_counter;
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -109,10 +110,11 @@ static void host_part(char *out, size_t cap)
 	out[o] = '\0';
 }
 
-/* "TIME.M<usec>P<pid>Q<n>R<rand>.HOST" (or "TIME.K<hex>.HOST" for a key). */
+/* "TIME.M<usec>P<pid>Q<n>R<rand>.HOST", or "TIME.M<usec>P<pid>Q<n>K<hex>.HOST"
+ * for a key (the delivery check looks for "K<hex>." only after a crash). */
 static int unique_base(char *out, size_t cap, const char *keyhex)
 {
-	char host[MAILDIR_HOST_MAX * 4 + 1];
+	char host[MAILDIR_HOST_MAX * 4 + 1], tail[MAILDIR_KEY_HEX + 20];
 	struct timeval tv;
 	uint64_t rnd = 0;
 	int n;
@@ -120,14 +122,15 @@ static int unique_base(char *out, size_t cap, const char *keyhex)
 	gettimeofday(&tv, NULL);
 	host_part(host, sizeof host);
 	if (keyhex)
-		n = snprintf(out, cap, "%lld.K%s.%s", (long long)tv.tv_sec, keyhex, host);
+		snprintf(tail, sizeof tail, "K%s", keyhex);
 	else {
 		if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
 			rnd = 0;   /* usec, pid and counter still make it unique */
-		n = snprintf(out, cap, "%lld.M%ldP%ldQ%luR%016llx.%s", (long long)tv.tv_sec,
-			     (long)tv.tv_usec, (long)getpid(), ++maildir_counter,
-			     (unsigned long long)rnd, host);
+		snprintf(tail, sizeof tail, "R%016llx", (unsigned long long)rnd);
 	}
+	n = snprintf(out, cap, "%lld.M%ldP%ldQ%lu%s.%s", (long long)tv.tv_sec,
+		     (long)tv.tv_usec, (long)getpid(),
+		     __atomic_add_fetch(&maildir_counter, 1, __ATOMIC_RELAXED), tail, host);
 	return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
@@ -269,61 +272,124 @@ int maildir_create(const char *root)
 
 /* ---- delivery ----------------------------------------------------------- */
 
-struct target {
-	const char *path;
+/*
+ * A batch (maildir.h): each added message is written into tmp/ (not yet
+ * synced); maildir_batch_commit makes them all durable in three phases:
+ *   A. fsync every tmp file and every postern-keys/ holding a new intent
+ *      <hex>.p ("this key may be delivered", written before any link);
+ *   B. link every tmp file into new/, fsync every new/;
+ *   C. keyed copies: rename <hex>.p to the marker <hex>, fsync postern-keys/.
+ * Each phase syncs a file system with syncfs() instead when more than
+ * MAILDIR_SYNCFS_MIN descriptors of it are pending: one journal commit.
+ */
+
+#define MAILDIR_SYNCFS_MIN 4         /* more pending fds on one fs: syncfs() */
+#define MAILDIR_INTENT ".p"          /* suffix of an intent in postern-keys/ */
+
+struct mdir {                        /* one Maildir the batch writes to */
+	char *path;
 	int dfd, tmpfd, newfd, keysfd;
-	int skip;          /* already has the key */
-	int linked;        /* new/<final> created by us */
-	int tmp_copy;      /* tmp/<tmpname> created by us */
-	int marked;        /* postern-keys/<hex> created by us */
+	dev_t dev;
+	int dirty;                   /* its fd is in the current phase's sync */
 };
 
-struct delivery {
-	struct target *t;
-	size_t n;
-	const char *key;
+struct copy {                        /* one message in one Maildir */
+	size_t dir;
+	size_t src;                  /* the copy whose tmp file is linked */
+	int fd;                      /* own tmp file, open until phase A; or -1 */
+	int ext;                     /* fd is the caller's file, linked itself */
+	int tmp_made, linked, intent, marked, keyed;
 	char hex[MAILDIR_KEY_HEX + 1];
 	char tmpname[MAILDIR_NAME_MAX + 1];
 	char final[MAILDIR_NAME_MAX + 1];
-	size_t src;                  /* index of the target holding the tmp file */
-	unsigned long long size;
-	char *err;
-	size_t errlen;
 };
 
-static void close_target(struct target *t)
-{
-	int *fds[] = { &t->dfd, &t->tmpfd, &t->newfd, &t->keysfd };
+struct maildir_batch {
+	struct mdir *d;
+	size_t nd, capd;
+	struct copy *c;
+	size_t nc, capc;
+	size_t nmsg;
+};
 
-	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
-		if (*fds[i] >= 0) {
-			close(*fds[i]);
-			*fds[i] = -1;
-		}
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
 }
 
-static int open_target(struct delivery *d, struct target *t, const char *path)
+static void mdir_close(struct mdir *m)
 {
-	memset(t, 0, sizeof *t);
-	t->path = path;
-	t->tmpfd = t->newfd = t->keysfd = -1;
-	t->dfd = open_dir(path);
-	if (t->dfd >= 0)
-		t->tmpfd = open_subdir(t->dfd, "tmp");
-	if (t->tmpfd >= 0)
-		t->newfd = open_subdir(t->dfd, "new");
-	if (t->newfd < 0) {
-		seterr(d->err, d->errlen, "%s: not a Maildir: %s", path, strerror(errno));
+	close_fd(&m->dfd);
+	close_fd(&m->tmpfd);
+	close_fd(&m->newfd);
+	close_fd(&m->keysfd);
+	free(m->path);
+	m->path = NULL;
+}
+
+static int mdir_open(struct mdir *m, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+
+	memset(m, 0, sizeof *m);
+	m->tmpfd = m->newfd = m->keysfd = -1;
+	m->path = strdup(path);
+	m->dfd = m->path ? open_dir(path) : -1;
+	if (m->dfd >= 0)
+		m->tmpfd = open_subdir(m->dfd, "tmp");
+	if (m->tmpfd >= 0)
+		m->newfd = open_subdir(m->dfd, "new");
+	if (m->newfd < 0 || fstat(m->dfd, &st) < 0) {
+		seterr(err, errlen, "%s: not a Maildir: %s", path, strerror(errno));
+		mdir_close(m);
 		return -1;
 	}
+	m->dev = st.st_dev;
 	return 0;
 }
 
-/* 1 if directory `sub` of t holds a message named *.K<hex>.*, 0 if not, -1. */
-static int scan_for_key(struct target *t, const char *sub, const char *hex)
+/* The index of Maildir path in the batch, opened on first use; or -1. */
+static long batch_dir(struct maildir_batch *b, const char *path, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < b->nd; i++)
+		if (strcmp(b->d[i].path, path) == 0)
+			return (long)i;
+	if (b->nd == b->capd) {
+		size_t nc = b->capd ? 2 * b->capd : 8;
+		struct mdir *n = realloc(b->d, nc * sizeof *n);
+
+		if (!n) {
+			seterr(err, errlen, "out of memory");
+			return -1;
+		}
+		b->d = n;
+		b->capd = nc;
+	}
+	if (mdir_open(&b->d[b->nd], path, err, errlen) < 0)
+		return -1;
+	return (long)b->nd++;
+}
+
+static int open_keys(struct mdir *m)
+{
+	if (m->keysfd >= 0)
+		return 0;
+	if (mkdirat(m->dfd, MAILDIR_KEYS_DIR, MAILDIR_DIR_MODE) == 0) {
+		if (fsync(m->dfd) < 0)
+			return -1;
+	} else if (errno != EEXIST)
+		return -1;
+	m->keysfd = open_subdir(m->dfd, MAILDIR_KEYS_DIR);
+	return m->keysfd < 0 ? -1 : 0;
+}
+
+/* 1 if directory `sub` of m holds a message named *K<hex>.*, 0 if not, -1. */
+static int scan_for_key(struct mdir *m, const char *sub, const char *hex)
 {
 	char pat[MAILDIR_KEY_HEX + 4];
-	int fd = open_subdir(t->dfd, sub), found = 0;
+	int fd = open_subdir(m->dfd, sub), found = 0;
 	DIR *dir;
 	struct dirent *de;
 
@@ -334,62 +400,55 @@ static int scan_for_key(struct target *t, const char *sub, const char *hex)
 		close(fd);
 		return -1;
 	}
-	snprintf(pat, sizeof pat, ".K%s.", hex);
+	snprintf(pat, sizeof pat, "K%s.", hex);
 	while (!found && (de = readdir(dir)) != NULL)
 		found = de->d_name[0] != '.' && strstr(de->d_name, pat) != NULL;
 	closedir(dir);
 	return found;
 }
 
-static int open_keys(struct target *t)
+/*
+ * A leftover intent: a crash fell between phase A and the end of phase C,
+ * so the message may or may not be in new/ (or cur/ by now). Only this
+ * rare case scans the Maildir. Found: the intent becomes the marker.
+ */
+static int repair_intent(struct mdir *m, const char *hex, const char *intent)
 {
-	if (t->keysfd >= 0)
-		return 0;
-	if (mkdirat(t->dfd, MAILDIR_KEYS_DIR, MAILDIR_DIR_MODE) == 0) {
-		if (fsync(t->dfd) < 0)
-			return -1;
-	} else if (errno != EEXIST)
+	int r = scan_for_key(m, "new", hex);
+
+	if (r == 0)
+		r = scan_for_key(m, "cur", hex);
+	if (r == 1 && (renameat(m->keysfd, intent, m->keysfd, hex) < 0 || fsync(m->keysfd) < 0))
 		return -1;
-	t->keysfd = open_subdir(t->dfd, MAILDIR_KEYS_DIR);
-	return t->keysfd < 0 ? -1 : 0;
+	return r;
 }
 
-/* Create the marker postern-keys/<hex> (content: the message name). */
-static int make_marker(struct target *t, const char *hex, const char *msg)
+/* Already delivered with this key? 1 yes, 0 no, -1 error. O(1) (two
+ * stat calls) unless an intent was left by a crash. */
+static int key_done(struct mdir *m, const char *hex)
 {
-	int fd;
-
-	if (open_keys(t) < 0)
-		return -1;
-	fd = openat(t->keysfd, hex, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		    MAILDIR_FILE_MODE);
-	if (fd < 0)
-		return errno == EEXIST ? 0 : -1;
-	t->marked = 1;
-	if (write(fd, msg, strlen(msg)) < 0 || close(fd) < 0)
-		return -1;
-	return 0;
-}
-
-/* Already delivered with this key? 1 yes (marker repaired), 0 no, -1 error. */
-static int key_present(struct target *t, const char *hex)
-{
+	char intent[MAILDIR_KEY_HEX + sizeof MAILDIR_INTENT];
 	struct stat st;
-	int r;
 
-	if (open_keys(t) < 0)
+	if (open_keys(m) < 0)
 		return -1;
-	if (fstatat(t->keysfd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0)
+	if (fstatat(m->keysfd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0)
 		return 1;
 	if (errno != ENOENT)
 		return -1;
-	r = scan_for_key(t, "new", hex);
-	if (r == 0)
-		r = scan_for_key(t, "cur", hex);
-	if (r == 1 && (make_marker(t, hex, "repaired") < 0 || fsync(t->keysfd) < 0))
-		return -1;
-	t->marked = 0;   /* a repaired marker stays even if this delivery fails */
-	return r;
+	snprintf(intent, sizeof intent, "%s%s", hex, MAILDIR_INTENT);
+	if (fstatat(m->keysfd, intent, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return repair_intent(m, hex, intent);
+	return errno == ENOENT ? 0 : -1;
+}
+
+/* 1 if the batch already holds a copy of this key for Maildir dir. */
+static int key_in_batch(const struct maildir_batch *b, size_t dir, const char *hex)
+{
+	for (size_t i = 0; i < b->nc; i++)
+		if (b->c[i].keyed && b->c[i].dir == dir && strcmp(b->c[i].hex, hex) == 0)
+			return 1;
+	return 0;
 }
 
 static int write_all(int fd, const void *buf, size_t len)
@@ -429,214 +488,467 @@ static int copy_fd(int in, int out, unsigned long long *size)
 	}
 }
 
-/* Write the message into tmp/ of target `s`; fsync it. */
-static int write_tmp(struct delivery *d, struct target *s, int src_fd,
-		     const void *buf, size_t len)
+static int open_tmp(struct maildir_batch *b, struct copy *c)
 {
-	int fd, r;
-
-	if (unique_base(d->tmpname, sizeof d->tmpname, NULL) < 0)
+	c->fd = openat(b->d[c->dir].tmpfd, c->tmpname,
+		       O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, MAILDIR_FILE_MODE);
+	if (c->fd < 0)
 		return -1;
-	fd = openat(s->tmpfd, d->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		    MAILDIR_FILE_MODE);
-	if (fd < 0)
-		return -1;
-	s->tmp_copy = 1;
-	d->size = 0;
-	if (src_fd >= 0)
-		r = copy_fd(src_fd, fd, &d->size);
-	else {
-		r = write_all(fd, buf, len);
-		d->size = len;
-	}
-	if (r == 0)
-		r = fsync(fd);
-	if (close(fd) < 0)
-		r = -1;
-	return r;
-}
-
-/* Copy the source tmp file into tmp/ of `t` (another file system). */
-static int copy_tmp(struct delivery *d, struct target *t)
-{
-	struct target *s = &d->t[d->src];
-	unsigned long long n = 0;
-	int in, out, r;
-
-	in = openat(s->tmpfd, d->tmpname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (in < 0)
-		return -1;
-	out = openat(t->tmpfd, d->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		     MAILDIR_FILE_MODE);
-	if (out < 0) {
-		close(in);
-		return -1;
-	}
-	t->tmp_copy = 1;
-	r = copy_fd(in, out, &n);
-	if (r == 0)
-		r = fsync(out);
-	close(in);
-	if (close(out) < 0)
-		r = -1;
-	return r;
-}
-
-/* Link the message into new/ of `t`. 0 done, 1 same key raced in, -1. */
-static int link_into(struct delivery *d, struct target *t)
-{
-	struct target *s = &d->t[d->src];
-
-	if (linkat(s->tmpfd, d->tmpname, t->newfd, d->final, 0) == 0) {
-		t->linked = 1;
-		return 0;
-	}
-	if (errno == EEXIST && d->key)
-		return 1;
-	if (errno != EXDEV && errno != EPERM)
-		return -1;
-	if (copy_tmp(d, t) < 0 || linkat(t->tmpfd, d->tmpname, t->newfd, d->final, 0) < 0)
-		return -1;
-	t->linked = 1;
+	c->tmp_made = 1;
 	return 0;
 }
 
-/* Undo what this delivery created, newest first. */
-static void rollback(struct delivery *d)
+/* The message into tmp/ of copy c (not synced: phase A does it). */
+static int write_tmp(struct maildir_batch *b, struct copy *c, int src_fd, const void *buf,
+		     size_t len, unsigned long long *size)
 {
-	for (size_t i = 0; i < d->n; i++) {
-		struct target *t = &d->t[i];
+	if (unique_base(c->tmpname, sizeof c->tmpname, NULL) < 0 || open_tmp(b, c) < 0)
+		return -1;
+	*size = 0;
+	if (src_fd >= 0)
+		return copy_fd(src_fd, c->fd, size);
+	*size = len;
+	return write_all(c->fd, buf, len);
+}
 
-		if (t->marked && unlinkat(t->keysfd, d->hex, 0) == 0)
-			fsync(t->keysfd);
-		if (t->linked && unlinkat(t->newfd, d->final, 0) == 0)
-			fsync(t->newfd);
-		t->marked = t->linked = 0;
+/* A copy in another file system than its source: its own tmp file. */
+static int copy_across(struct maildir_batch *b, struct copy *c, const struct copy *s)
+{
+	unsigned long long n = 0;
+
+	memcpy(c->tmpname, s->tmpname, sizeof c->tmpname);
+	if (open_tmp(b, c) < 0 || lseek(s->fd, 0, SEEK_SET) < 0)
+		return -1;
+	c->src = (size_t)(c - b->c);
+	return copy_fd(s->fd, c->fd, &n);
+}
+
+static int make_intent(struct maildir_batch *b, struct copy *c)
+{
+	char intent[MAILDIR_KEY_HEX + sizeof MAILDIR_INTENT];
+	int fd;
+
+	snprintf(intent, sizeof intent, "%s%s", c->hex, MAILDIR_INTENT);
+	fd = openat(b->d[c->dir].keysfd, intent,
+		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, MAILDIR_FILE_MODE);
+	if (fd < 0)
+		return errno == EEXIST ? 0 : -1;   /* left by a crash: reused */
+	c->intent = 1;
+	return close(fd);
+}
+
+/* Undo what copy c created (before its link became durable). */
+static void copy_undo(struct maildir_batch *b, struct copy *c)
+{
+	struct mdir *m = &b->d[c->dir];
+
+	if (c->linked)
+		unlinkat(m->newfd, c->final, 0);
+	if (c->tmp_made)
+		unlinkat(m->tmpfd, c->tmpname, 0);
+	if (c->marked)
+		unlinkat(m->keysfd, c->hex, 0);
+	if (c->intent) {
+		char intent[MAILDIR_KEY_HEX + sizeof MAILDIR_INTENT];
+
+		snprintf(intent, sizeof intent, "%s%s", c->hex, MAILDIR_INTENT);
+		unlinkat(m->keysfd, intent, 0);
 	}
+	close_fd(&c->fd);
+	c->linked = c->tmp_made = c->intent = c->marked = 0;
 }
 
-static void drop_tmp(struct delivery *d)
+static int grow_copies(struct maildir_batch *b, size_t more)
 {
-	for (size_t i = 0; i < d->n; i++)
-		if (d->t[i].tmp_copy) {
-			unlinkat(d->t[i].tmpfd, d->tmpname, 0);
-			d->t[i].tmp_copy = 0;
-		}
+	size_t cap = b->capc ? b->capc : 16;
+	struct copy *n;
+
+	while (cap < b->nc + more)
+		cap *= 2;
+	if (cap == b->capc)
+		return 0;
+	n = realloc(b->c, cap * sizeof *n);
+	if (!n)
+		return -1;
+	b->c = n;
+	b->capc = cap;
+	return 0;
 }
 
-/* Link into every target, then make every new/ (and marker) durable. */
-static int commit(struct delivery *d)
+/* One copy record per target still without the key. Returns how many. */
+static long plan_copies(struct maildir_batch *b, const char *const *dirs, size_t n,
+			const char *hex, char *err, size_t errlen)
 {
-	int made = 0;
+	size_t first = b->nc;
 
-	for (size_t i = 0; i < d->n; i++) {
-		struct target *t = &d->t[i];
-		int r;
+	if (grow_copies(b, n) < 0) {
+		seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		long di = batch_dir(b, dirs[i], err, errlen);
+		int r = 0;
 
-		if (t->skip)
-			continue;
-		r = link_into(d, t);
+		if (di < 0)
+			return -1;
+		if (hex && !key_in_batch(b, (size_t)di, hex))
+			r = key_done(&b->d[di], hex);
+		else if (hex)
+			r = 1;
 		if (r < 0) {
-			seterr(d->err, d->errlen, "%s: delivery: %s", t->path, strerror(errno));
+			seterr(err, errlen, "%s: delivery key: %s", dirs[i], strerror(errno));
 			return -1;
 		}
 		if (r == 1)
-			t->skip = 1;
-	}
-	for (size_t i = 0; i < d->n; i++) {
-		struct target *t = &d->t[i];
-
-		if (!t->linked)
 			continue;
-		if (fsync(t->newfd) < 0 || (d->key && (make_marker(t, d->hex, d->final) < 0 ||
-						       fsync(t->keysfd) < 0))) {
-			seterr(d->err, d->errlen, "%s: sync: %s", t->path, strerror(errno));
-			return -1;
-		}
-		made++;
+		struct copy *c = &b->c[b->nc++];
+
+		memset(c, 0, sizeof *c);
+		c->dir = (size_t)di;
+		c->src = first;
+		c->fd = -1;
+		c->keyed = hex != NULL;
+		if (hex)
+			memcpy(c->hex, hex, sizeof c->hex);
 	}
-	return made;
+	return (long)(b->nc - first);
 }
 
-/* Mark targets that already hold the key. Returns how many remain, or -1. */
-static int check_keys(struct delivery *d)
-{
-	int left = 0;
-
-	for (size_t i = 0; i < d->n; i++) {
-		int r = 0;
-
-		if (d->key)
-			r = key_present(&d->t[i], d->hex);
-		if (r < 0) {
-			seterr(d->err, d->errlen, "%s: delivery key: %s", d->t[i].path,
-			       strerror(errno));
-			return -1;
-		}
-		d->t[i].skip = r;
-		left += !r;
-	}
-	return left;
-}
-
-static int make_final_name(struct delivery *d)
+/* The final name (shared by every copy of the message). */
+static int final_name(struct copy *c, const char *hex, unsigned long long size)
 {
 	char base[MAILDIR_NAME_MAX + 1];
 	int n;
 
-	if (unique_base(base, sizeof base, d->key ? d->hex : NULL) < 0)
+	if (unique_base(base, sizeof base, hex) < 0)
 		return -1;
-	n = snprintf(d->final, sizeof d->final, "%s,S=%llu", base, d->size);
-	return n < 0 || (size_t)n >= sizeof d->final ? -1 : 0;
+	n = snprintf(c->final, sizeof c->final, "%s,S=%llu", base, size);
+	return n < 0 || (size_t)n >= sizeof c->final ? -1 : 0;
 }
 
-static int deliver(const char *const *dirs, size_t n, int src_fd, const void *buf,
-		   size_t len, const char *key, char *err, size_t errlen)
+/* Link mode: the caller's file itself becomes the copy when it is a
+ * regular file on the target's file system and /proc/self/fd can name it
+ * for linkat(). 1 yes (c->fd a duplicate of src_fd), 0 no, -1 error. */
+static int adopt(struct maildir_batch *b, struct copy *c, int src_fd, unsigned long long *size)
 {
-	struct delivery d;
-	int result = -1, left;
+	char proc[32];
+	struct stat st, pst;
 
-	memset(&d, 0, sizeof d);
-	d.err = err;
-	d.errlen = errlen;
-	d.key = key;
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", src_fd);
+	if (fstat(src_fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_dev != b->d[c->dir].dev ||
+	    stat(proc, &pst) < 0 || pst.st_ino != st.st_ino)
+		return 0;
+	if (unique_base(c->tmpname, sizeof c->tmpname, NULL) < 0)   /* for copies across */
+		return -1;
+	c->fd = fcntl(src_fd, F_DUPFD_CLOEXEC, 0);
+	if (c->fd < 0)
+		return -1;
+	c->ext = 1;
+	*size = (unsigned long long)st.st_size;
+	return 1;
+}
+
+/* Writes the message for copies [first, nc): one tmp file per file system
+ * (link: the caller's file where it can be adopted). */
+static int stage(struct maildir_batch *b, size_t first, int src_fd, const void *buf,
+		 size_t len, const char *hex, int link)
+{
+	struct copy *s = &b->c[first];
+	unsigned long long size;
+	int r = link ? adopt(b, s, src_fd, &size) : 0;
+
+	if (r < 0 || (r == 0 && write_tmp(b, s, src_fd, buf, len, &size) < 0) ||
+	    final_name(s, hex, size) < 0)
+		return -1;
+	for (size_t i = first; i < b->nc; i++) {
+		struct copy *c = &b->c[i];
+
+		if (i > first) {
+			memcpy(c->final, s->final, sizeof c->final);
+			memcpy(c->tmpname, s->tmpname, sizeof c->tmpname);
+		}
+		if (i > first && b->d[c->dir].dev != b->d[s->dir].dev && copy_across(b, c, s) < 0)
+			return -1;
+		if (c->keyed && make_intent(b, c) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int batch_add(struct maildir_batch *b, const char *const *dirs, size_t n, int src_fd,
+		     const void *buf, size_t len, const char *key, int link, char *err,
+		     size_t errlen)
+{
+	char hex[MAILDIR_KEY_HEX + 1];
+	size_t first = b->nc;
+	long k;
+
 	if (n == 0 || n > MAILDIR_TARGETS_MAX || (key && (!*key || strlen(key) > MAILDIR_KEY_MAX))) {
 		seterr(err, errlen, "bad delivery: %zu targets, key of %zu bytes", n,
 		       key ? strlen(key) : 0);
 		return -1;
 	}
 	if (key)
-		key_hex(key, d.hex);
-	d.t = calloc(n, sizeof *d.t);
-	if (!d.t) {
+		key_hex(key, hex);
+	k = plan_copies(b, dirs, n, key ? hex : NULL, err, errlen);
+	if (k > 0 && stage(b, first, src_fd, buf, len, key ? hex : NULL, link) < 0) {
+		seterr(err, errlen, "%s: writing tmp/: %s", b->d[b->c[first].dir].path,
+		       strerror(errno));
+		k = -1;
+	}
+	if (k < 0) {
+		for (size_t i = first; i < b->nc; i++)
+			copy_undo(b, &b->c[i]);
+		b->nc = first;
+		return -1;
+	}
+	b->nmsg += k > 0;
+	return (int)k;
+}
+
+/* ---- batch commit ------------------------------------------------------- */
+
+/* fsync fds[0..n) (devs[i] their file systems); a file system with more
+ * than MAILDIR_SYNCFS_MIN of them gets one syncfs() instead. */
+static int sync_fds(const int *fds, const dev_t *devs, size_t n)
+{
+	char *done = calloc(n ? n : 1, 1);
+	int r = done ? 0 : -1;
+
+	for (size_t i = 0; i < n && r == 0; i++) {
+		size_t same = 0;
+
+		if (done[i])
+			continue;
+		for (size_t j = i; j < n; j++)
+			same += devs[j] == devs[i];
+		if (same <= MAILDIR_SYNCFS_MIN) {
+			r = fsync(fds[i]);
+			continue;
+		}
+		r = syncfs(fds[i]);
+		for (size_t j = i; j < n; j++)
+			done[j] |= devs[j] == devs[i];
+	}
+	free(done);
+	return r;
+}
+
+/* The descriptors one commit phase syncs. */
+struct syncset {
+	int *fd;
+	dev_t *dev;
+	size_t n;
+};
+
+static void set_add(struct syncset *s, int fd, dev_t dev)
+{
+	s->fd[s->n] = fd;
+	s->dev[s->n++] = dev;
+}
+
+static int set_run(struct syncset *s)
+{
+	int r = sync_fds(s->fd, s->dev, s->n);
+
+	s->n = 0;
+	return r;
+}
+
+/* Phase A: tmp files and the postern-keys/ holding new intents. */
+static int phase_tmp(struct maildir_batch *b, struct syncset *s)
+{
+	for (size_t i = 0; i < b->nd; i++)
+		b->d[i].dirty = 0;
+	for (size_t i = 0; i < b->nc; i++) {
+		struct copy *c = &b->c[i];
+
+		if (c->fd >= 0)
+			set_add(s, c->fd, b->d[c->dir].dev);
+		if (c->intent && !b->d[c->dir].dirty++)
+			set_add(s, b->d[c->dir].keysfd, b->d[c->dir].dev);
+	}
+	int r = set_run(s);
+
+	for (size_t i = 0; i < b->nc; i++)
+		if (!b->c[i].ext)
+			close_fd(&b->c[i].fd);
+	return r;
+}
+
+/* Links copy c into new/ of m: from the tmp file of src, or the adopted
+ * file itself (by its /proc/self/fd name: linkat follows it). */
+static int link_copy(struct maildir_batch *b, struct copy *c, struct mdir *src, struct mdir *m)
+{
+	const struct copy *sc = &b->c[c->src];
+	char proc[32];
+
+	if (!sc->ext)
+		return linkat(src->tmpfd, c->tmpname, m->newfd, c->final, 0);
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", sc->fd);
+	return linkat(AT_FDCWD, proc, m->newfd, c->final, AT_SYMLINK_FOLLOW);
+}
+
+/* Phase B: every copy linked into new/, every new/ synced. */
+static int phase_link(struct maildir_batch *b, struct syncset *s, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < b->nd; i++)
+		b->d[i].dirty = 0;
+	for (size_t i = 0; i < b->nc; i++) {
+		struct copy *c = &b->c[i];
+		struct mdir *m = &b->d[c->dir], *src = &b->d[b->c[c->src].dir];
+
+		if (link_copy(b, c, src, m) < 0) {
+			seterr(err, errlen, "%s: delivery: %s", m->path, strerror(errno));
+			return -1;
+		}
+		c->linked = 1;
+		if (!m->dirty++)
+			set_add(s, m->newfd, m->dev);
+	}
+	if (set_run(s) < 0) {
+		seterr(err, errlen, "sync of new/: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Phase C: intents become markers. */
+static int phase_mark(struct maildir_batch *b, struct syncset *s)
+{
+	for (size_t i = 0; i < b->nd; i++)
+		b->d[i].dirty = 0;
+	for (size_t i = 0; i < b->nc; i++) {
+		struct copy *c = &b->c[i];
+		struct mdir *m = &b->d[c->dir];
+		char intent[MAILDIR_KEY_HEX + sizeof MAILDIR_INTENT];
+
+		if (!c->keyed)
+			continue;
+		snprintf(intent, sizeof intent, "%s%s", c->hex, MAILDIR_INTENT);
+		if (renameat(m->keysfd, intent, m->keysfd, c->hex) < 0)
+			return -1;
+		c->marked = 1;
+		if (!m->dirty++)
+			set_add(s, m->keysfd, m->dev);
+	}
+	return set_run(s);
+}
+
+/* Forgets every copy and Maildir (tmp files are removed). */
+static void batch_reset(struct maildir_batch *b)
+{
+	for (size_t i = 0; i < b->nc; i++) {
+		struct copy *c = &b->c[i];
+
+		close_fd(&c->fd);
+		if (c->tmp_made)
+			unlinkat(b->d[c->dir].tmpfd, c->tmpname, 0);
+	}
+	for (size_t i = 0; i < b->nd; i++)
+		mdir_close(&b->d[i]);
+	b->nc = b->nd = b->nmsg = 0;
+}
+
+/* A failed commit: links removed (and their new/ synced), intents dropped. */
+static void batch_rollback(struct maildir_batch *b)
+{
+	for (size_t i = 0; i < b->nc; i++)
+		copy_undo(b, &b->c[i]);
+	for (size_t i = 0; i < b->nd; i++)
+		fsync(b->d[i].newfd);
+	b->nc = 0;
+}
+
+struct maildir_batch *maildir_batch_new(void)
+{
+	return calloc(1, sizeof(struct maildir_batch));
+}
+
+size_t maildir_batch_messages(const struct maildir_batch *b)
+{
+	return b->nmsg;
+}
+
+int maildir_batch_add_fd(struct maildir_batch *b, const char *const *dirs, size_t n, int fd,
+			 const char *key, char *err, size_t errlen)
+{
+	if (fd < 0) {
+		seterr(err, errlen, "bad file descriptor");
+		return -1;
+	}
+	return batch_add(b, dirs, n, fd, NULL, 0, key, 0, err, errlen);
+}
+
+int maildir_batch_add_link(struct maildir_batch *b, const char *const *dirs, size_t n, int fd,
+			   const char *key, char *err, size_t errlen)
+{
+	if (fd < 0) {
+		seterr(err, errlen, "bad file descriptor");
+		return -1;
+	}
+	return batch_add(b, dirs, n, fd, NULL, 0, key, 1, err, errlen);
+}
+
+int maildir_batch_add_buf(struct maildir_batch *b, const char *const *dirs, size_t n,
+			  const void *buf, size_t len, const char *key, char *err, size_t errlen)
+{
+	return batch_add(b, dirs, n, -1, buf ? buf : "", len, key, 0, err, errlen);
+}
+
+int maildir_batch_commit(struct maildir_batch *b, char *err, size_t errlen)
+{
+	size_t cap = b->nc + b->nd + 1;
+	struct syncset s = { malloc(cap * sizeof(int)), malloc(cap * sizeof(dev_t)), 0 };
+	int r = -1;
+
+	if (!s.fd || !s.dev)
+		seterr(err, errlen, "out of memory");
+	else if (phase_tmp(b, &s) < 0)
+		seterr(err, errlen, "sync of tmp/: %s", strerror(errno));
+	else if (phase_link(b, &s, err, errlen) < 0)
+		;   /* err set */
+	else if (phase_mark(b, &s) < 0)
+		seterr(err, errlen, "delivery markers: %s", strerror(errno));
+	else
+		r = 0;
+	if (r < 0)
+		batch_rollback(b);
+	batch_reset(b);
+	free(s.fd);
+	free(s.dev);
+	return r;
+}
+
+void maildir_batch_free(struct maildir_batch *b)
+{
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->nc; i++)
+		copy_undo(b, &b->c[i]);
+	b->nc = 0;
+	batch_reset(b);
+	free(b->d);
+	free(b->c);
+	free(b);
+}
+
+/* One message, one batch. */
+static int deliver_one(const char *const *dirs, size_t n, int src_fd, const void *buf,
+		       size_t len, const char *key, char *err, size_t errlen)
+{
+	struct maildir_batch *b = maildir_batch_new();
+	int k;
+
+	if (!b) {
 		seterr(err, errlen, "out of memory");
 		return -1;
 	}
-	for (d.n = 0; d.n < n; d.n++)
-		if (open_target(&d, &d.t[d.n], dirs[d.n]) < 0)
-			goto out;
-	left = check_keys(&d);
-	if (left <= 0) {
-		result = left;   /* 0: every target already has it */
-		goto out;
-	}
-	while (d.t[d.src].skip)
-		d.src++;
-	if (write_tmp(&d, &d.t[d.src], src_fd, buf, len) < 0 || make_final_name(&d) < 0) {
-		seterr(err, errlen, "%s: writing tmp/: %s", d.t[d.src].path, strerror(errno));
-		goto out;
-	}
-	result = commit(&d);
-	if (result < 0)
-		rollback(&d);
-out:
-	drop_tmp(&d);
-	for (size_t i = 0; i < d.n && i < n; i++)
-		close_target(&d.t[i]);
-	if (d.n < n)
-		close_target(&d.t[d.n]);
-	free(d.t);
-	return result;
+	k = batch_add(b, dirs, n, src_fd, buf, len, key, 0, err, errlen);
+	if (k > 0 && maildir_batch_commit(b, err, errlen) < 0)
+		k = -1;
+	maildir_batch_free(b);
+	return k;
 }
 
 int maildir_deliver_fd(const char *const *dirs, size_t n, int fd, const char *key,
@@ -646,26 +958,34 @@ int maildir_deliver_fd(const char *const *dirs, size_t n, int fd, const char *ke
 		seterr(err, errlen, "bad file descriptor");
 		return -1;
 	}
-	return deliver(dirs, n, fd, NULL, 0, key, err, errlen);
+	return deliver_one(dirs, n, fd, NULL, 0, key, err, errlen);
 }
 
 int maildir_deliver_buf(const char *const *dirs, size_t n, const void *buf, size_t len,
 			const char *key, char *err, size_t errlen)
 {
-	return deliver(dirs, n, -1, buf ? buf : "", len, key, err, errlen);
+	return deliver_one(dirs, n, -1, buf ? buf : "", len, key, err, errlen);
+}
+
+/* Unlinks postern-keys/<name> under dir. 0 (also when missing) or -1. */
+static int unlink_key(const char *dir, const char *name)
+{
+	char path[FS_PATH_MAX];
+
+	if (snprintf(path, sizeof path, "%s/%s/%s", dir, MAILDIR_KEYS_DIR, name) >= (int)sizeof path)
+		return -1;
+	return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
 }
 
 int maildir_key_forget(const char *dir, const char *key)
 {
-	char hex[MAILDIR_KEY_HEX + 1], path[FS_PATH_MAX];
+	char hex[MAILDIR_KEY_HEX + 1], intent[MAILDIR_KEY_HEX + sizeof MAILDIR_INTENT];
 
 	key_hex(key, hex);
-	if (snprintf(path, sizeof path, "%s/%s/%s", dir, MAILDIR_KEYS_DIR, hex) >= (int)sizeof path)
-		return -1;
-	if (unlink(path) < 0 && errno != ENOENT)
-		return -1;
-	snprintf(path, sizeof path, "%s/%s", dir, MAILDIR_KEYS_DIR);
-	return fs_fsync_dir(path) < 0 && errno != ENOENT ? -1 : 0;
+	snprintf(intent, sizeof intent, "%s%s", hex, MAILDIR_INTENT);
+	/* Not synced: a marker that comes back after a crash only repeats
+	 * what the caller's own record (the UIDL store) says. */
+	return unlink_key(dir, hex) < 0 || unlink_key(dir, intent) < 0 ? -1 : 0;
 }
 
 /* ---- reading and flags -------------------------------------------------- */

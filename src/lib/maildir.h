@@ -12,31 +12,39 @@
  *
  * Message file names follow the Maildir specification:
  *   TIME.M<usec>P<pid>Q<counter>R<random>.HOST,S=SIZE        in new/
+ *   (with a key, K<hex> takes the place of R<random>)
  *   ...same...:2,FLAGS                                        in cur/
  * FLAGS are ASCII letters kept sorted and unique (D draft, F flagged,
  * P passed, R replied, S seen, T trashed; lower-case letters are keywords).
  * S= is the file's size in bytes, so quota sums need no stat().
  *
- * Delivery (maildir_deliver_fd / _buf): the message is written once into
- * tmp/ of the first Maildir and fsync()ed; then it is hard-linked (copied
- * when the Maildirs are on different file systems) into new/ of every
- * target, and every new/ directory is fsync()ed. Success is returned only
- * when every copy is durable; on failure the copies already made are
- * removed again, so the caller can answer with a temporary error and the
- * sender retries without creating duplicates.
+ * Delivery (maildir_deliver_fd / _buf, or many messages at once through a
+ * maildir_batch): each message is written once into tmp/ of the first
+ * Maildir (hard links serve the others on the same file system, a copy
+ * the others), and a commit makes it durable: (A) every tmp file and
+ * every new intent (below) fsync()ed, (B) linked into new/ of every
+ * target and every new/ fsync()ed, (C) intents turned into markers.
+ * A file system with more than a few descriptors pending in one phase
+ * gets one syncfs() instead of many fsync()s, so a batch of N messages
+ * costs three journal commits, not 3N. Success is returned only when
+ * every copy is durable; on failure the copies made are removed again, so
+ * the caller can answer with a temporary error and the sender retries
+ * without creating duplicates.
  *
  * Exactly-once delivery with a key (e.g. "account\nUIDL" from the POP3
- * fetcher): the message's unique part becomes K<hex> with
- * hex = the first 128 bits of SHA-256(key), and after the copy is durable a
- * marker file postern-keys/<hex> is created and its directory fsync()ed.
- * A delivery with a key is a no-op for a Maildir where the marker exists or,
- * if there is no marker (a crash between the link and the marker), where a
- * message with ".K<hex>." in its name is in new/ or cur/ (the marker is then
- * repaired). So a crash at any point either leaves the message undelivered
- * (redelivery delivers it once) or delivered (redelivery is a no-op). The
- * marker outlives the message, so a message the user already deleted is
- * not delivered again either; callers drop markers they no longer need with
- * maildir_key_forget() (the fetcher: once the UIDL is recorded).
+ * fetcher): hex = the first 128 bits of SHA-256(key) names the message
+ * (its unique part ends in K<hex>) and two files in postern-keys/: the intent
+ * <hex>.p, created and synced before any link (phase A), and the marker
+ * <hex>, renamed from the intent once the links are durable (phase C).
+ * The check is O(1): a marker means delivered; neither file means not
+ * delivered; only a leftover intent (a crash between A and C) makes the
+ * delivery look for "K<hex>." in new/ and cur/ (then the intent becomes
+ * the marker, or the message is delivered). So a crash at any point either
+ * leaves the message undelivered (redelivery delivers it once) or
+ * delivered (redelivery is a no-op). The marker outlives the message, so
+ * a message the user already deleted is not delivered again either;
+ * callers drop markers they no longer need with maildir_key_forget() (the
+ * fetcher: once the UIDL is recorded).
  *
  * Crash safety: a file left in tmp/ by a crash is never a message (readers
  * look only in new/ and cur/); maildir_clean_tmp() removes old ones.
@@ -97,8 +105,58 @@ int maildir_deliver_fd(const char *const *dirs, size_t n, int fd, const char *ke
 int maildir_deliver_buf(const char *const *dirs, size_t n, const void *buf, size_t len,
 			const char *key, char *err, size_t errlen);
 
-/* Forget the exactly-once marker of `key` in Maildir `dir`. 0 (also when
- * there was none) or -1. */
+/*
+ * A batch of deliveries made durable together (group commit): add
+ * messages, then one maildir_batch_commit. Nothing added is visible in
+ * new/ before the commit. Not thread-safe: one batch per thread.
+ */
+struct maildir_batch;
+
+/* A new empty batch, or NULL (out of memory). */
+struct maildir_batch *maildir_batch_new(void);
+
+/*
+ * Adds the message read from `fd` (until end of file) for `n` Maildirs,
+ * as maildir_deliver_fd, but only into tmp/: returns the number of copies
+ * the commit will make (0 when every target already has the key, also
+ * from earlier in this batch), or -1 with a message in err (this message
+ * left nothing behind; the batch is still usable).
+ */
+int maildir_batch_add_fd(struct maildir_batch *b, const char *const *dirs, size_t n, int fd,
+			 const char *key, char *err, size_t errlen);
+
+/*
+ * maildir_batch_add_fd, but the file open at `fd` (a regular file, read
+ * from 0 to its end, that nobody changes afterwards: the SMTP spool) is
+ * itself hard-linked into new/ of every target on its file system (via
+ * /proc/self/fd), and the commit fsyncs it: no copy is written. Targets on
+ * other file systems, or without /proc, get copies as usual.
+ */
+int maildir_batch_add_link(struct maildir_batch *b, const char *const *dirs, size_t n, int fd,
+			   const char *key, char *err, size_t errlen);
+
+/* The same for a message in memory. */
+int maildir_batch_add_buf(struct maildir_batch *b, const char *const *dirs, size_t n,
+			  const void *buf, size_t len, const char *key, char *err, size_t errlen);
+
+/* Messages added since the last commit (those with at least one copy). */
+size_t maildir_batch_messages(const struct maildir_batch *b);
+
+/*
+ * Makes every message added durable (see above) and empties the batch.
+ * Returns 0, or -1 with a message in err: then none of the batch's
+ * copies is left in new/ (all are to be retried).
+ */
+int maildir_batch_commit(struct maildir_batch *b, char *err, size_t errlen);
+
+/* Frees the batch; messages not committed are removed. NULL is fine. */
+void maildir_batch_free(struct maildir_batch *b);
+
+/*
+ * Forget the exactly-once marker (and intent) of `key` in Maildir `dir`.
+ * Not synced: a marker that comes back after a crash only repeats what
+ * the caller's own record says. 0 (also when there was none) or -1.
+ */
 int maildir_key_forget(const char *dir, const char *key);
 
 /* A message file name taken apart. */

@@ -302,6 +302,52 @@ int uidl_record(struct uidl_store *s, const char *id, char *err, size_t errlen)
 	return 0;
 }
 
+/* 1 when ids[i] is recorded or appears in ids[0..i). */
+static int seen_before(const struct uidl_store *s, const char *const *ids, size_t i)
+{
+	if (uidl_has(s, ids[i]))
+		return 1;
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(ids[j], ids[i]) == 0)
+			return 1;
+	return 0;
+}
+
+int uidl_record_many(struct uidl_store *s, const char *const *ids, size_t n,
+	char *err, size_t errlen)
+{
+	char *buf = malloc(n * (UIDL_ID_MAX + 1) + 1);
+	size_t len = 0;
+	int rc = -1;
+	if (!buf) {
+		seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!id_ok(ids[i])) {
+			seterr(err, errlen, "invalid UIDL");
+			goto out;
+		}
+		if (!seen_before(s, ids, i))
+			len += (size_t)sprintf(buf + len, "%s\n", ids[i]);
+	}
+	/* One append, one fdatasync for the whole batch (a torn tail line
+	 * is cut off at the next open; whole lines written are delivered). */
+	if (len && (write(s->fd, buf, len) != (ssize_t)len || fdatasync(s->fd) < 0)) {
+		seterr(err, errlen, "%s: write: %s", s->path, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		if (!uidl_has(s, ids[i]) && add_mem(s, ids[i]) < 0) {
+			seterr(err, errlen, "%s: %s", s->path, strerror(errno));
+			rc = -1;
+		}
+out:
+	free(buf);
+	return rc;
+}
+
 /* Marks which entries survive a prune; returns how many do. */
 static size_t prune_mark(struct uidl_store *s, int (*keep)(void *, const char *),
 	void *arg, char *keepv)

@@ -95,6 +95,15 @@ int uidl_has(const struct uidl_store *s, const char *id);
 int uidl_record(struct uidl_store *s, const char *id, char *err, size_t errlen);
 
 /*
+ * uidl_record for n ids at once: one append, one fdatasync (the fetcher
+ * records a delivered batch with it). Ids recorded already, or repeated,
+ * are written once. 0, or -1 with a message in err (then some may be
+ * recorded on disk: only ever ids the caller has delivered).
+ */
+int uidl_record_many(struct uidl_store *s, const char *const *ids, size_t n,
+	char *err, size_t errlen);
+
+/*
  * Rewrites the store atomically keeping the UIDLs for which keep(arg, id)
  * returns 1, and the newest UIDL_GUARDS_KEEP guards. Returns the number
  * dropped, or -1 with a message in err (the store is unchanged then).

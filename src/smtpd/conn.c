@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -27,6 +28,7 @@ static void conn_free(struct smtpd_conn *c)
 
 	smtp_server_end(&c->smtp);   /* aborts an open transaction */
 	session_free_txn(c);
+	limits_release(d, c->addr);
 	free(c->tls);
 	free(c);
 	d->nconns--;
@@ -296,6 +298,16 @@ static void peer_addr(struct smtpd_conn *c)
 		strcpy(c->addr, "unknown");
 }
 
+/* A connection refused before its greeting: 421 (RFC 5321 3.1) and close. */
+static void refuse(int fd, const char *why)
+{
+	char line[160];
+	int n = snprintf(line, sizeof line, "421 4.7.0 %s\r\n", why);
+
+	(void)!send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
+}
+
 void conn_accept(struct smtpd *d, struct smtpd_listener *l)
 {
 	struct sockaddr_storage sa;
@@ -303,23 +315,31 @@ void conn_accept(struct smtpd *d, struct smtpd_listener *l)
 	int fd = accept4(l->fd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	struct smtpd_conn *c;
 	struct smtp_params p;
+	const char *why;
 
 	if (fd < 0)
 		return;
 	if (d->nconns >= SMTPD_CONNS_MAX || (l->kind == SMTPD_PORT25 && !port25_host_ok(d, &sa)) ||
 	    !(c = calloc(1, sizeof *c))) {
-		static const char busy[] = "421 4.7.0 Service not available\r\n";
+		refuse(fd, "Service not available");
+		return;
+	}
+	c->sa = sa;
+	peer_addr(c);
+	if ((why = limits_admit(d, c->addr, time(NULL))) != NULL) {
+		struct log_fields lf;
 
-		(void)!send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-		close(fd);
+		log_fields_init(&lf);
+		log_set_peer(&lf, (struct sockaddr *)&sa, salen);
+		log_msg(LOG_NOTICE, &lf, "refused: %s", why);
+		refuse(fd, why);
+		free(c);
 		return;
 	}
 	d->nconns++;
 	c->d = d;
 	c->fd = fd;
 	c->kind = l->kind;
-	c->sa = sa;
-	peer_addr(c);
 	log_fields_init(&c->lf);
 	log_set_peer(&c->lf, (struct sockaddr *)&sa, salen);
 	smtpd_refresh_users(d);

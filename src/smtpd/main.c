@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -47,39 +46,24 @@ static void die(int code, const char *fmt, ...)
 static void parse_args(struct smtpd_opts *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "config", 1, NULL, 'c' }, { "users", 1, NULL, 'u' },
+		SERVER_LONGOPTS,
 		{ "mail", 1, NULL, 'm' }, { "queue", 1, NULL, 'q' },
-		{ "throttle", 1, NULL, 't' }, { "cert", 1, NULL, 'C' },
-		{ "key", 1, NULL, 'K' }, { "user", 1, NULL, 'U' },
-		{ "hostname", 1, NULL, 'H' }, { "submission", 1, NULL, '1' },
-		{ "smtps", 1, NULL, '2' }, { "smtp", 1, NULL, '3' },
-		{ "ready-fd", 1, NULL, 'r' }, { "foreground", 0, NULL, 'f' },
-		{ NULL, 0, NULL, 0 },
+		{ "submission", 1, NULL, '1' }, { "smtps", 1, NULL, '2' },
+		{ "smtp", 1, NULL, '3' }, { NULL, 0, NULL, 0 },
 	};
 	int ch;
 
-	*o = (struct smtpd_opts){
-		.config = "/data/etc/postern.conf", .users = "/data/etc/users",
-		.mail_root = "/data/mail", .queue_dir = "/data/queue",
-		.throttle = "/run/postern/throttle", .cert = "/data/secrets/tls/server.crt",
-		.key = "/data/secrets/tls/server.key", .ready_fd = -1,
-	};
-	while ((ch = getopt_long(argc, argv, "fc:u:", longopts, NULL)) != -1) {
+	*o = (struct smtpd_opts){ .mail_root = "/data/mail", .queue_dir = "/data/queue" };
+	server_opts_defaults(&o->srv);
+	while ((ch = getopt_long(argc, argv, SERVER_SHORTOPTS, longopts, NULL)) != -1) {
+		if (server_opt(&o->srv, ch, optarg))
+			continue;
 		switch (ch) {
-		case 'f': o->foreground = 1; break;
-		case 'c': o->config = optarg; break;
-		case 'u': o->users = optarg; break;
 		case 'm': o->mail_root = optarg; break;
 		case 'q': o->queue_dir = optarg; break;
-		case 't': o->throttle = optarg; break;
-		case 'C': o->cert = optarg; break;
-		case 'K': o->key = optarg; break;
-		case 'U': o->run_user = optarg; break;
-		case 'H': o->hostname = optarg; break;
 		case '1': o->listen[SMTPD_SUBMISSION] = optarg; break;
 		case '2': o->listen[SMTPD_SMTPS] = optarg; break;
 		case '3': o->listen[SMTPD_PORT25] = optarg; break;
-		case 'r': o->ready_fd = atoi(optarg); break;
 		default:
 			fputs(usage_text, stderr);
 			exit(EXIT_PERM);
@@ -112,13 +96,13 @@ void smtpd_refresh_users(struct smtpd *d)
 
 	if (d->jobs > 0)
 		return;   /* workers read the users now (worker.c) */
-	if (stat(d->o.users, &st) < 0)
+	if (stat(d->o.srv.users, &st) < 0)
 		st.st_mtim = (struct timespec){ 0, 0 };
 	if (st.st_mtim.tv_sec == d->users_mtime.tv_sec &&
 	    st.st_mtim.tv_nsec == d->users_mtime.tv_nsec)
 		return;
-	if (users_load(&fresh, d->o.users, err, sizeof err) < 0) {
-		log_msg(LOG_ERR, NULL, "%s: %s (keeping the previous users)", d->o.users, err);
+	if (users_load(&fresh, d->o.srv.users, err, sizeof err) < 0) {
+		log_msg(LOG_ERR, NULL, "%s: %s (keeping the previous users)", d->o.srv.users, err);
 		return;
 	}
 	users_free(&d->users);
@@ -128,7 +112,7 @@ void smtpd_refresh_users(struct smtpd *d)
 
 static void reload(struct smtpd *d)
 {
-	struct config *fresh = load_config(d->o.config);
+	struct config *fresh = load_config(d->o.srv.config);
 
 	d->reload_pending = 0;
 	if (fresh) {
@@ -163,45 +147,6 @@ static void on_signal(struct evloop *l, int signo, void *ctx)
 
 /* ---- listeners ------------------------------------------------------------- */
 
-/* "ADDR:PORT" or "[V6]:PORT" into a bound, listening, non-blocking socket. */
-static int listen_on(const char *spec)
-{
-	char host[128];
-	const char *port;
-	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
-				  .ai_socktype = SOCK_STREAM }, *ai;
-	int fd, one = 1;
-
-	if (spec[0] == '[') {
-		const char *end = strchr(spec, ']');
-
-		if (!end || end[1] != ':' || (size_t)(end - spec) > sizeof host)
-			return -1;
-		snprintf(host, sizeof host, "%.*s", (int)(end - spec - 1), spec + 1);
-		port = end + 2;
-	} else {
-		const char *colon = strrchr(spec, ':');
-
-		if (!colon || (size_t)(colon - spec) >= sizeof host)
-			return -1;
-		snprintf(host, sizeof host, "%.*s", (int)(colon - spec), spec);
-		port = colon + 1;
-	}
-	if (getaddrinfo(host, port, &hints, &ai) != 0)
-		return -1;
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-			bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, SMTPD_BACKLOG) < 0)) {
-		int e = errno;
-
-		close(fd);
-		fd = -1;
-		errno = e;
-	}
-	freeaddrinfo(ai);
-	return fd;
-}
-
 static void on_listen(struct evloop *l, struct evl_io *io, unsigned events)
 {
 	struct smtpd_listener *lis = io->ctx;
@@ -214,10 +159,9 @@ static void on_listen(struct evloop *l, struct evl_io *io, unsigned events)
 
 static void open_listeners(struct smtpd *d)
 {
-	char lan[64], def[3][80];
+	char def[SERVER_SPEC_MAX];
 	static const int ports[3] = { 587, 465, 25 };
 
-	config_addr_str(&d->cfg->lan.address.addr, lan, sizeof lan);
 	for (int k = 0; k < SMTPD_LISTEN_MAX; k++) {
 		const char *spec = d->o.listen[k];
 
@@ -225,12 +169,11 @@ static void open_listeners(struct smtpd *d)
 		d->lis[k].kind = (enum smtpd_kind)k;
 		if (!spec && k == SMTPD_PORT25 && !d->cfg->smtp.port25)
 			continue;
-		if (!spec) {
-			snprintf(def[k], sizeof def[k], strchr(lan, ':') ? "[%s]:%d" : "%s:%d", lan,
-				 ports[k]);
-			spec = def[k];
-		}
-		d->lis[k].fd = listen_on(spec);
+		if (!spec && server_spec(&d->cfg->lan.address.addr, ports[k], def, sizeof def) < 0)
+			die(EXIT_PERM, "LAN address too long");
+		if (!spec)
+			spec = def;
+		d->lis[k].fd = server_listen(spec, SERVER_BACKLOG);
 		if (d->lis[k].fd < 0)
 			die(EXIT_TEMP, "cannot listen on %s: %s", spec, strerror(errno));
 		evl_io_init(&d->lis[k].io, d->lis[k].fd, on_listen, &d->lis[k]);
@@ -258,12 +201,12 @@ int main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	parse_args(&d.o, argc, argv);
-	log_open("smtpd", LOG_MAIL, d.o.foreground ? LOG_DEST_STDERR : LOG_DEST_SYSLOG);
-	d.cfg = load_config(d.o.config);
+	log_open("smtpd", LOG_MAIL, d.o.srv.foreground ? LOG_DEST_STDERR : LOG_DEST_SYSLOG);
+	d.cfg = load_config(d.o.srv.config);
 	if (!d.cfg)
-		die(EXIT_PERM, "%s: invalid configuration", d.o.config);
-	if (d.o.hostname)
-		snprintf(d.hostname, sizeof d.hostname, "%s", d.o.hostname);
+		die(EXIT_PERM, "%s: invalid configuration", d.o.srv.config);
+	if (d.o.srv.hostname)
+		snprintf(d.hostname, sizeof d.hostname, "%s", d.o.srv.hostname);
 	else if (snprintf(d.hostname, sizeof d.hostname, "%s.%s", d.cfg->global.hostname,
 			  d.cfg->global.internal_domain) >= (int)sizeof d.hostname)
 		die(EXIT_PERM, "host name too long");
@@ -271,13 +214,13 @@ int main(int argc, char **argv)
 	smtpd_refresh_users(&d);
 	users_cache_init(&d.cache);
 	pthread_mutex_init(&d.cache_mu, NULL);
-	if (tls_server_config_load(&d.tls, d.o.cert, d.o.key, err, sizeof err) < 0)
+	if (tls_server_config_load(&d.tls, d.o.srv.cert, d.o.srv.key, err, sizeof err) < 0)
 		die(EXIT_TEMP, "TLS certificate: %s", err);
 	d.have_tls = 1;
 	if (evl_init(&d.loop, d.heap, SMTPD_TIMERS_MAX) < 0)
 		die(EXIT_TEMP, "event loop: %s", strerror(errno));
 	open_listeners(&d);
-	drop_privileges(d.o.run_user);
+	drop_privileges(d.o.srv.run_user);
 	/* As the unprivileged user: it owns what it creates in the queue. */
 	if (queue_open(&d.queue, d.o.queue_dir) < 0)
 		die(EXIT_TEMP, "queue %s: %s", d.o.queue_dir, strerror(errno));
@@ -290,10 +233,7 @@ int main(int argc, char **argv)
 	 * SIGTERM/SIGHUP reach the loop's signalfd, never a worker. */
 	if (pool_start(&d) < 0)
 		log_msg(LOG_WARNING, NULL, "no worker threads: delivering in the event loop");
-	if (d.o.ready_fd >= 0) {
-		(void)!write(d.o.ready_fd, "\n", 1);
-		close(d.o.ready_fd);
-	}
+	server_ready(&d.o.srv.ready_fd);
 	log_msg(LOG_INFO, NULL, "ready as %s", d.hostname);
 	int code = evl_run(&d.loop);
 

@@ -35,7 +35,7 @@ enum smtp_verdict session_auth(struct smtpd_conn *c)
 {
 	struct smtpd *d = c->d;
 	time_t now = time(NULL);
-	long wait = throttle_check(d->o.throttle, c->auth_user, c->addr, now);
+	long wait = throttle_check(d->o.srv.throttle, c->auth_user, c->addr, now);
 	int ok;
 
 	if (wait > 0) {
@@ -47,11 +47,11 @@ enum smtp_verdict session_auth(struct smtpd_conn *c)
 	ok = users_verify_cached(&d->users, &d->cache, c->auth_user, c->auth_pass, now);
 	pthread_mutex_unlock(&d->cache_mu);
 	if (!ok) {
-		throttle_fail(d->o.throttle, c->auth_user, c->addr, now);
+		throttle_fail(d->o.srv.throttle, c->auth_user, c->addr, now);
 		log_msg(LOG_NOTICE, &c->lf, "auth failed user=%.64s", c->auth_user);
 		return SMTP_AUTH_FAILED;
 	}
-	throttle_success(d->o.throttle, c->auth_user, c->addr, now);
+	throttle_success(d->o.srv.throttle, c->auth_user, c->addr, now);
 	return SMTP_OK;
 }
 
@@ -203,12 +203,15 @@ static enum smtp_verdict io_verdict(int e)
 }
 
 /* Local copies (after the queue commit, so a failure can undo the queue
- * entry and the client's retry makes no duplicate). */
+ * entry and the client's retry makes no duplicate), into the group's
+ * Maildir batch b (NULL: durable now). */
 static enum smtp_verdict deliver_locals(struct smtpd_conn *c, struct smtpd_txn *t,
-					struct deliver_env *env)
+					struct deliver_env *env, struct maildir_batch *b)
 {
+	/* link_source: each Maildir copy is a hard link of the spool file
+	 * (no second write); the commit fsyncs the file and new/. */
 	struct deliver_ctx dc = { &c->d->users, c->d->cfg->global.mail_domain,
-				  c->d->o.mail_root, NULL, NULL };
+				  c->d->o.mail_root, NULL, NULL, 1 };
 	const char *rcpts[SMTP_RCPTS_MAX];
 	char err[256];
 	int r, e;
@@ -218,7 +221,7 @@ static enum smtp_verdict deliver_locals(struct smtpd_conn *c, struct smtpd_txn *
 		rcpts[i] = t->local[i];
 	env->rcpts = rcpts;
 	env->nrcpt = (size_t)t->nlocal;
-	r = deliver_local(&dc, t->sp.fd, env, NULL, err, sizeof err);
+	r = deliver_local_batch(&dc, t->sp.fd, env, NULL, b, err, sizeof err);
 	e = errno;
 	env->rcpts = NULL;
 	if (r >= 0)
@@ -227,15 +230,21 @@ static enum smtp_verdict deliver_locals(struct smtpd_conn *c, struct smtpd_txn *
 	return r == DELIVER_ERR_REJECTED ? SMTP_REJECTED : io_verdict(e);
 }
 
-enum smtp_verdict session_finish(struct smtpd_conn *c)
+/* Everything up to the Maildir commit: spool, filter, queue, local copies
+ * staged in b. */
+static enum smtp_verdict finish_stage(struct smtpd_conn *c, struct maildir_batch *b)
 {
 	struct smtpd_txn *t = c->txn;
 	struct deliver_env env = { t->env.from, NULL, 0, t->sp.id, t->env.user };
 	struct deliver_ctx dc = { &c->d->users, c->d->cfg->global.mail_domain,
-				  c->d->o.mail_root, NULL, NULL };
+				  c->d->o.mail_root, NULL, NULL, 0 };
 	char why[256];
+	/* Only a queued message needs its spool fsynced here; a local-only
+	 * one becomes durable as the Maildir links of the spool file, which
+	 * the commit fsyncs (maildir.h). */
+	int r = t->env.nrcpt > 0 ? queue_spool_finish(&t->sp) : queue_spool_flush(&t->sp);
 
-	if (queue_spool_finish(&t->sp) < 0) {
+	if (r < 0) {
 		log_msg(LOG_ERR, &c->lf, "spool fsync: %s", strerror(errno));
 		return io_verdict(errno);
 	}
@@ -250,7 +259,7 @@ enum smtp_verdict session_finish(struct smtpd_conn *c)
 		return io_verdict(errno);
 	}
 	if (t->nlocal > 0) {
-		enum smtp_verdict v = deliver_locals(c, t, &env);
+		enum smtp_verdict v = deliver_locals(c, t, &env, b);
 
 		if (v != SMTP_OK) {
 			if (t->env.nrcpt > 0)
@@ -258,9 +267,59 @@ enum smtp_verdict session_finish(struct smtpd_conn *c)
 			return v;
 		}
 	}
+	return SMTP_OK;
+}
+
+static void log_accepted(struct smtpd_conn *c)
+{
+	struct smtpd_txn *t = c->txn;
+
 	log_msg(LOG_INFO, &c->lf, "accepted from=<%.256s> size=%llu local=%d queued=%d",
 		t->env.from, (unsigned long long)t->sp.size, t->nlocal, t->env.nrcpt);
-	return SMTP_OK;
+}
+
+enum smtp_verdict session_finish(struct smtpd_conn *c)
+{
+	enum smtp_verdict v = finish_stage(c, NULL);
+
+	if (v == SMTP_OK)
+		log_accepted(c);
+	return v;
+}
+
+void session_finish_group(struct smtpd_conn **cs, size_t n)
+{
+	struct maildir_batch *b = maildir_batch_new();
+	char err[256];
+
+	if (!b || n == 1) {
+		for (size_t i = 0; i < n; i++)
+			cs[i]->verdict = session_finish(cs[i]);
+		maildir_batch_free(b);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		cs[i]->verdict = finish_stage(cs[i], b);
+	/* One commit makes every staged copy durable (group commit); only
+	 * then does any of these sessions get its 250. */
+	if (maildir_batch_commit(b, err, sizeof err) < 0) {
+		int e = errno;
+
+		for (size_t i = 0; i < n; i++) {
+			struct smtpd_txn *t = cs[i]->txn;
+
+			if (cs[i]->verdict != SMTP_OK || t->nlocal == 0)
+				continue;
+			log_msg(LOG_ERR, &cs[i]->lf, "local delivery failed: %s", err);
+			if (t->env.nrcpt > 0)
+				queue_remove(&cs[i]->d->queue, t->sp.id);
+			cs[i]->verdict = io_verdict(e);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		if (cs[i]->verdict == SMTP_OK)
+			log_accepted(cs[i]);
+	maildir_batch_free(b);
 }
 
 /* The fsyncs go to a worker (worker.c); conn_job_done answers. Without

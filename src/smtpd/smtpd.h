@@ -22,6 +22,7 @@
 #include "evloop.h"
 #include "log.h"
 #include "queue.h"
+#include "server.h"
 #include "smtp-proto.h"
 #include "tls.h"
 #include "users.h"
@@ -29,10 +30,14 @@
 #define SMTPD_CONNS_MAX 256            /* simultaneous client connections */
 #define SMTPD_TIMERS_MAX (2 * SMTPD_CONNS_MAX + 8)
 #define SMTPD_LISTEN_MAX 3             /* 587, 465, 25 */
-#define SMTPD_BACKLOG 64
 #define SMTPD_FS_RESERVE (16ull << 20) /* bytes kept free on /data (452 below) */
 #define SMTPD_CLOSE_MS 5000            /* time to flush the last reply */
 #define SMTPD_WORKERS 8                /* threads making messages durable */
+#define SMTPD_GROUP_MAX 32             /* messages one worker commits at once */
+#define SMTPD_CONNS_PER_ADDR 32        /* simultaneous connections per client address */
+#define SMTPD_RATE_PER_ADDR 120        /* new connections per address and window */
+#define SMTPD_RATE_WINDOW_S 60         /* the rate window (seconds) */
+#define SMTPD_ADDRS_MAX (2 * SMTPD_CONNS_MAX)  /* addresses tracked (limits.c) */
 
 enum smtpd_kind { SMTPD_SUBMISSION, SMTPD_SMTPS, SMTPD_PORT25 };
 
@@ -46,11 +51,9 @@ struct smtpd_listener {
 };
 
 struct smtpd_opts {
-	const char *config, *users, *mail_root, *queue_dir, *throttle;
-	const char *cert, *key, *run_user, *hostname;
+	struct server_opts srv;                 /* --config, --cert, --user, ... (server.h) */
+	const char *mail_root, *queue_dir;
 	const char *listen[SMTPD_LISTEN_MAX];   /* "ADDR:PORT" per kind, or NULL */
-	int foreground;
-	int ready_fd;
 };
 
 /* The worker threads (worker.c). */
@@ -67,6 +70,14 @@ struct smtpd_pool {
 	pthread_t th[SMTPD_WORKERS];
 	int nthreads;
 	int stopping;
+};
+
+/* Connections of one client address (limits.c). */
+struct smtpd_addr {
+	char addr[64];                         /* "" = unused */
+	int conns;                             /* open now */
+	int recent;                            /* opened in the current window */
+	time_t window;                         /* its start */
 };
 
 struct smtpd {
@@ -87,6 +98,7 @@ struct smtpd {
 	struct smtpd_pool pool;
 	int jobs;                              /* in the pool: no reloads now */
 	int reload_pending;                    /* SIGHUP came while jobs ran */
+	struct smtpd_addr addrs[SMTPD_ADDRS_MAX];
 };
 
 /* A transaction's state, allocated at MAIL, freed at its end. */
@@ -131,6 +143,14 @@ void session_free_txn(struct smtpd_conn *c);
 /* The durable end of a message (spool fsync, queue, Maildirs): runs on a
  * worker thread, touching only c->txn and read-only shared state. */
 enum smtp_verdict session_finish(struct smtpd_conn *c);
+/* session_finish for n connections at once: their Maildir copies are made
+ * durable by one commit (group commit); sets each one's verdict. */
+void session_finish_group(struct smtpd_conn **cs, size_t n);
+
+/* limits.c: admits a new connection from addr at time now (counted until
+ * limits_release), or returns why not (for the 421 reply). */
+const char *limits_admit(struct smtpd *d, const char *addr, time_t now);
+void limits_release(struct smtpd *d, const char *addr);
 /* The password check of AUTH (throttle, KDF): runs on a worker thread. */
 enum smtp_verdict session_auth(struct smtpd_conn *c);
 

@@ -38,7 +38,9 @@ def daemon_benches():
     here = pathlib.Path(__file__).resolve().parent
     for script, args in (("bench_smtpd.py", ["--sessions", "20", "--per", "100"]),
                          ("bench_fetch.py", ["--messages", "1000"]),
-                         ("bench_dns.py", ["--seconds", "10", "--records", "100000"])):
+                         ("bench_dns.py", ["--seconds", "10", "--records", "100000"]),
+                         ("bench_imap.py", ["--clients", "4", "--seconds", "15", "--idle", "1000"]),
+                         ("bench_relay.py", ["--messages", "500"])):
         print(f"== {script} {' '.join(args)}", flush=True)
         subprocess.run([sys.executable, str(here / script), *args], check=False)
 

@@ -12,6 +12,8 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "peers" / "dovecot"))
 from provider import Dovecot  # noqa: E402
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "peers" / "smtpd"))
+from privs import drop_args  # noqa: E402
 
 MSGS = [
     b"From: a@remote.test\nTo: alice@provider.test\nSubject: one\n"
@@ -58,7 +60,7 @@ def account(prov, **kw):
 
 
 def fetch(hostbin, data, *args):
-    r = subprocess.run([hostbin("fetchd"), "--once", "-d", str(data), *args],
+    r = subprocess.run([hostbin("fetchd"), "--once", "-d", str(data), *drop_args(data), *args],
                        capture_output=True, text=True, timeout=120)
     return r
 

@@ -22,6 +22,9 @@ import threading
 
 import pytest
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "peers" / "smtpd"))
+from privs import drop_args  # noqa: E402
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "peers" / "dovecot"))
 from provider import make_cert  # noqa: E402
 
@@ -191,6 +194,9 @@ def certs(tmp_path_factory):
     d = tmp_path_factory.mktemp("certs")
     good = make_cert(d, "good", san="DNS:localhost,IP:127.0.0.1")
     other = make_cert(d, "other", san="DNS:other.example", cn="other.example")
+    os.chmod(d, 0o755)          # certificates are public: fetchd reads them
+    for c in d.glob("*.crt"):   # after dropping to its own user (privs.py)
+        os.chmod(c, 0o644)
     return {"good": good, "other": other}
 
 
@@ -208,7 +214,7 @@ def setup_box(tmp_path, port, **kw):
 
 
 def fetch(hostbin, data):
-    return subprocess.run([hostbin("fetchd"), "--once", "-d", str(data)],
+    return subprocess.run([hostbin("fetchd"), "--once", "-d", str(data), *drop_args(data)],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -457,7 +463,7 @@ def test_daemon_polls_on_demand(tmp_path, certs, hostbin):
     crt, key, pin = certs["good"]
     srv = FakePop3(crt, key, MSGS[:1])
     data = setup_box(tmp_path, srv.port, verify="pin", pin=pin, poll="1h")
-    p = subprocess.Popen([hostbin("fetchd"), "-f", "-d", str(data)],
+    p = subprocess.Popen([hostbin("fetchd"), "-f", "-d", str(data), *drop_args(data)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # (wait for the QUIT too: the fake server commits DELEs then)
@@ -477,3 +483,56 @@ def test_daemon_polls_on_demand(tmp_path, certs, hostbin):
             p.kill()
         p.communicate()
         srv.close()
+
+
+def test_root_without_user_refused(tmp_path, certs, hostbin):
+    """Started as root, fetchd must be told whom to become (-u): the POP3
+    parser never runs as root (privdrop.h); nothing is fetched."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    crt, key, pin = certs["good"]
+    srv = FakePop3(crt, key, MSGS[:1])
+    try:
+        data = setup_box(tmp_path, srv.port, verify="pin", pin=pin)
+        r = subprocess.run([hostbin("fetchd"), "--once", "-d", str(data)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 100 and "refusing to run as root" in r.stderr, r.stderr
+        assert srv.msgs == MSGS[:1] and delivered(data) == []
+        r = fetch(hostbin, data)       # with -u: the files are the mail group's
+        assert r.returncode == 0, r.stderr
+        f = next((data / "mail" / "anna" / "new").iterdir())
+        assert f.stat().st_mode & 0o777 == 0o660, oct(f.stat().st_mode)
+        assert f.stat().st_uid != 0
+    finally:
+        srv.close()
+
+
+SILENT_DNS = """
+import socket, subprocess, sys, time
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+subprocess.run(["mount", "--bind", sys.argv[1], "/etc/resolv.conf"], check=True)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 53))           # bound, never answers: no ICMP either
+t = time.monotonic()
+r = subprocess.run(sys.argv[2:], capture_output=True, text=True, timeout=120)
+print("%d %.1f %s" % (r.returncode, time.monotonic() - t, r.stderr.replace("\\n", " ")))
+"""
+
+
+def test_name_lookup_deadline(tmp_path, certs, hostbin):
+    """A resolver that never answers (and would be waited for 60 s per
+    try): fetchd gives up after its lookup deadline (FETCH_RESOLVE_MS,
+    10 s), in a network and mount namespace of its own."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for the namespaces")
+    data = setup_box(tmp_path, 110, server="pop.hang.test", verify="pin", pin="00" * 32)
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:30 attempts:2\n")
+    cmd = [hostbin("fetchd"), "--once", "-d", str(data), *drop_args(data)]
+    r = subprocess.run(["unshare", "-nm", "/usr/bin/python3", "-c", SILENT_DNS, str(resolv), *cmd],
+                       capture_output=True, text=True, timeout=180,
+                       env=dict(os.environ, RES_OPTIONS="timeout:30 attempts:2"))
+    assert r.returncode == 0, r.stderr
+    rc, secs, err = r.stdout.split(" ", 2)
+    assert rc == "111" and "cannot resolve pop.hang.test: no answer in time" in err, r.stdout
+    assert 9 <= float(secs) < 20, r.stdout

@@ -72,7 +72,7 @@ static void t_local_with_lists(void)
 {
 	const char *rcpts[] = { "all@example.com", "Bob+x@example.com", "sales" };
 	struct deliver_env env = { "alice@example.com", rcpts, 3, "q1", "alice" };
-	struct deliver_ctx c = { &db, "example.com", root, f_read, NULL };
+	struct deliver_ctx c = { &db, "example.com", root, f_read, NULL, 0 };
 	char err[256] = "", path[1024], buf[64] = "";
 	int fd = message_fd();
 	DIR *d;
@@ -105,7 +105,7 @@ static void t_unknown_and_reject(void)
 {
 	const char *rcpts[] = { "bob@example.com", "zed@example.com" };
 	struct deliver_env env = { "alice@example.com", rcpts, 2, NULL, NULL };
-	struct deliver_ctx c = { &db, "example.com", root, NULL, NULL };
+	struct deliver_ctx c = { &db, "example.com", root, NULL, NULL, 0 };
 	char err[256] = "";
 	int fd = message_fd();
 	int before = count_new("bob");
@@ -130,13 +130,42 @@ static void t_exactly_once(void)
 {
 	const char *rcpts[] = { "dave@example.com" };
 	struct deliver_env env = { "", rcpts, 1, NULL, NULL };
-	struct deliver_ctx c = { &db, "example.com", root, NULL, NULL };
+	struct deliver_ctx c = { &db, "example.com", root, NULL, NULL, 0 };
 	char err[256];
 	int fd = message_fd();
 
 	CHECK_EQ(deliver_local(&c, fd, &env, "acct\nUIDL1", err, sizeof err), 1);
 	CHECK_EQ(deliver_local(&c, fd, &env, "acct\nUIDL1", err, sizeof err), 0);
 	CHECK_EQ(count_new("dave"), 1);
+	close(fd);
+}
+
+/* The fetcher's path: user names, the filter hook, a batch committed once. */
+static void t_users_batch(void)
+{
+	const char *users[] = { "erin", "frank" };
+	struct deliver_env env = { "", users, 2, NULL, NULL };
+	struct deliver_ctx c = { NULL, "example.com", root, f_reject, NULL, 0 };
+	struct maildir_batch *b = maildir_batch_new();
+	char err[256];
+	int fd = message_fd();
+
+	filter_calls = 0;
+	CHECK_EQ(deliver_users(&c, users, 2, fd, &env, "a\nU1", b, err, sizeof err),
+		 DELIVER_ERR_REJECTED);
+	CHECK_EQ(filter_calls, 1);
+	c.filter = NULL;
+	CHECK_EQ(deliver_users(&c, users, 2, fd, &env, "a\nU1", b, err, sizeof err), 2);
+	CHECK_EQ(deliver_users(&c, users, 1, fd, &env, "a\nU2", b, err, sizeof err), 1);
+	CHECK_EQ(deliver_users(&c, users, 1, fd, &env, "a\nU2", b, err, sizeof err), 0);
+	CHECK_EQ(count_new("erin"), 0);          /* nothing visible before the commit */
+	CHECK_EQ(maildir_batch_commit(b, err, sizeof err), 0);
+	CHECK_EQ(count_new("erin"), 2);
+	CHECK_EQ(count_new("frank"), 1);
+	CHECK_EQ(deliver_users(&c, users, 2, fd, &env, "a\nU1", NULL, err, sizeof err), 0);
+	CHECK_EQ(deliver_users(&c, (const char *[]){ "../x" }, 1, fd, &env, NULL, NULL, err,
+			       sizeof err), DELIVER_ERR_TEMP);
+	maildir_batch_free(b);
 	close(fd);
 }
 
@@ -164,6 +193,7 @@ int main(void)
 	RUN(t_local_with_lists);
 	RUN(t_unknown_and_reject);
 	RUN(t_exactly_once);
+	RUN(t_users_batch);
 	RUN(t_paths);
 	users_free(&db);
 	return check_done();

@@ -44,6 +44,27 @@ static void t_record_reload(void)
 	CHECK_EQ(uidl_open(&s, root, "../x", err, sizeof err), -1);
 }
 
+/* A batch: one append, repeats and ids recorded before written once. */
+static void t_record_many(void)
+{
+	struct uidl_store s;
+	char err[256], p[512], buf[256];
+	const char *ids[] = { "b-1", "b-2", "b-1", "b-3" }, *bad[] = { "b-4", "no good" };
+	CHECK_EQ(uidl_open(&s, root, "batch", err, sizeof err), 0);
+	CHECK_EQ(uidl_record(&s, "b-2", err, sizeof err), 0);
+	CHECK_EQ(uidl_record_many(&s, ids, 4, err, sizeof err), 0);
+	CHECK_EQ(uidl_record_many(&s, bad, 2, err, sizeof err), -1);
+	CHECK(!uidl_has(&s, "b-4"));
+	CHECK_EQ(s.n, 3);
+	uidl_close(&s);
+	snprintf(p, sizeof p, "%s/batch/uidls", root);
+	CHECK(fs_read_file(p, buf, sizeof buf - 1) > 0);
+	CHECK_STREQ(buf, "postern-uidl 1\nb-2\nb-1\nb-3\n");
+	CHECK_EQ(uidl_open(&s, root, "batch", err, sizeof err), 0);
+	CHECK(uidl_has(&s, "b-1") && uidl_has(&s, "b-3") && s.n == 3);
+	uidl_close(&s);
+}
+
 static void t_torn(void)
 {
 	char p[512], buf[256], err[256];
@@ -132,6 +153,7 @@ int main(void)
 {
 	setup();
 	RUN(t_record_reload);
+	RUN(t_record_many);
 	RUN(t_torn);
 	RUN(t_lock);
 	RUN(t_prune);
