@@ -787,7 +787,7 @@ int cmd_copy(struct imap_req *r)
 	int move = strncasecmp(r->p.s + strlen(r->tag) + 1 + (r->uid ? 4 : 0), "MOVE", 4) == 0;
 	size_t *pos = NULL, n = 0, done = 0;
 	char (*files)[300] = NULL;
-	uint32_t *uids = NULL, validity;
+	uint32_t *uids = NULL, validity = 0;
 	int rc = 0;
 
 	if (imap_sp(&r->p) < 0 || imap_seqset(&r->p, &set) < 0)
