@@ -97,7 +97,7 @@ def normalize(b):
 
 
 @pytest.fixture
-def both(box):
+def both(box, free_port):
     raw = Raw(box.p993, True)
     raw.cmd(f"LOGIN alice {PW}")   # creates the Maildir
     md = box.maildir()
@@ -112,13 +112,7 @@ def both(box):
     raw.cmd("EXAMINE INBOX")
     dv = DovecotImap(box.root / "mail")
     dv.add_user("alice", "dvpw")
-    from conftest import free_port as _fp  # noqa: F401
-    ports = []
-    for _ in range(2):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        ports.append(s.getsockname()[1])
-        s.close()
+    ports = [free_port(), free_port()]
     dv.start(*ports)
     draw = Raw(ports[0], False)
     draw.cmd("LOGIN alice dvpw")
