@@ -116,6 +116,16 @@ static int read_password(struct relayd *d, const char *file, char *err, size_t e
 		       ? -1 : 0;
 }
 
+int relay_password_retry(struct relayd *d)
+{
+	if (read_password(d, d->cfg->smarthost.password_file, d->pw_error,
+			  sizeof d->pw_error) < 0)
+		return -1;
+	d->pw_error[0] = '\0';
+	log_msg(LOG_NOTICE, NULL, "smart-host password readable: relaying");
+	return 0;
+}
+
 static int setup_tls(struct relayd *d, const struct config_smarthost *sh, char *err, size_t errlen)
 {
 	if (d->have_anchors)
@@ -147,8 +157,15 @@ static int load_all(struct relayd *d)
 			log_msg(LOG_ERR, NULL, "%s", errs.e[i].text);
 		return -1;
 	}
-	if (read_password(d, cfg->smarthost.password_file, err, sizeof err) < 0 ||
-	    (cfg->smarthost.host[0] && setup_tls(d, &cfg->smarthost, err, sizeof err) < 0)) {
+	/* An unreadable password (not stored yet, wrong owner or mode) is no
+	 * reason to stop: mail waits in the queue and relayd tries again at
+	 * every scan, so `postern secret set` is enough to get it going. */
+	if (read_password(d, cfg->smarthost.password_file, d->pw_error, sizeof d->pw_error) < 0)
+		log_msg(LOG_ERR, NULL, "smart-host password: %s: outbound mail stays queued",
+			d->pw_error);
+	else
+		d->pw_error[0] = '\0';
+	if (cfg->smarthost.host[0] && setup_tls(d, &cfg->smarthost, err, sizeof err) < 0) {
 		log_msg(LOG_ERR, NULL, "%s", err);
 		config_free(cfg);
 		return -1;

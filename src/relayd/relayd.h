@@ -25,6 +25,7 @@
 #define RELAY_SESSIONS_DEFAULT 2
 #define RELAY_TIMERS_MAX (4 * RELAY_SESSIONS_MAX + 8)
 #define RELAY_RESCAN_MS (60 * 1000)   /* full queue rescan, real time */
+#define RELAY_PASSWORD_RETRY_MS 5000  /* mail waits for an unreadable password */
 #define RELAY_CONNECT_MS (30 * 1000)  /* TCP connect */
 #define RELAY_TLS_MS (60 * 1000)      /* TLS handshake */
 #define RELAY_CHUNK 16384             /* message text read per step */
@@ -81,6 +82,7 @@ struct relayd {
 	int64_t t0_real, t0_mono;     /* s, ms */
 	char ehlo[CONFIG_HOST_MAX * 2 + 2];
 	char password[RELAY_SECRET_MAX + 1];
+	char pw_error[256];           /* why the password cannot be read; "": fine */
 	struct pem_anchors anchors;
 	int have_anchors;
 	struct tls_client_config tcfg;
@@ -136,6 +138,8 @@ void relay_masquerade(const struct config *cfg, const char *from, char *out, siz
 
 /* Opens a new session to the smart host in a free slot. 0 or -1. */
 int sess_start(struct relayd *d);
+/* After a failed password read: tries again (main.c). 0 when readable now. */
+int relay_password_retry(struct relayd *d);
 
 /* Active sessions. */
 int sess_count(const struct relayd *d);

@@ -438,7 +438,7 @@ void sched_init(struct relayd *d)
 void sched_kick(struct relayd *d)
 {
 	int64_t now = relay_now(d), next = INT64_MAX;
-	int due = 0, active = sess_count(d);
+	int due = 0, active = sess_count(d), waiting_pw = 0;
 
 	if (!d->cfg->smarthost.host[0])
 		return;   /* no smart host: mail waits (docs/CONFIG.md) */
@@ -450,13 +450,17 @@ void sched_kick(struct relayd *d)
 		else if (d->ent[i].due < next)
 			next = d->ent[i].due;
 	}
+	if (d->pw_error[0] && due && relay_password_retry(d) < 0) {
+		due = 0;   /* no password yet: nothing is sent, mail waits */
+		waiting_pw = 1;
+	}
 	while (active < d->nsess_max && active < due && sess_start(d) == 0)
 		active++;
 	if (d->once && active == 0 && due == 0) {
 		evl_stop(&d->loop, 0);
 		return;
 	}
-	int64_t ms = RELAY_RESCAN_MS;
+	int64_t ms = waiting_pw ? RELAY_PASSWORD_RETRY_MS : RELAY_RESCAN_MS;
 
 	if (next != INT64_MAX) {
 		double w = (double)(next - now) * 1000.0 / d->scale;

@@ -1,6 +1,7 @@
 """relayd against a real Postfix smart host: STARTTLS+AUTH (CA + host name)
 and implicit TLS (SPKI pin); the masqueraded envelope and the byte-intact
 body arrive; several messages share a connection; the queue empties."""
+import os
 import pathlib
 import sys
 
@@ -93,6 +94,29 @@ def test_new_message_noticed_promptly(smarthost, hostbin):
         box.enqueue(message("late"), ["late@remote.test"])   # after start: inotify
         got = box.wait(lambda: arrived(smarthost, "late"), timeout=15, what="late message")
         assert b"Return-Path: <alice@example.com>" in got[0]
+        box.wait(lambda: not box.queued(), what="queue empty")
+    finally:
+        box.cleanup()
+
+
+def test_missing_password_waits_then_relays(smarthost, hostbin):
+    """No smart-host password yet (a fresh box): relayd keeps running, sends
+    nothing and says why; once the secret is stored, the queue goes out
+    without a restart or a signal."""
+    box = RelayBox(hostbin("relayd"), starttls_conf(smarthost, "masquerade off\n"))
+    secret = box.data / "secrets" / "smarthost.pass"
+    try:
+        secret.unlink()
+        box.start()
+        box.enqueue(message("nopw"), ["nopw@remote.test"])
+        box.wait(lambda: "smart-host password" in box.logtext(), what="the reason logged")
+        assert box.proc.poll() is None, "relayd stopped"
+        assert box.queued() and not arrived(smarthost, "nopw")
+        secret.write_text("relaypass\n")
+        secret.chmod(0o600)
+        if os.geteuid() == 0:     # relayd's own file, as `postern secret set` makes it
+            os.chown(secret, box.nobody.pw_uid, box.nobody.pw_gid)
+        box.wait(lambda: arrived(smarthost, "nopw"), timeout=60, what="relayed after the secret")
         box.wait(lambda: not box.queued(), what="queue empty")
     finally:
         box.cleanup()
