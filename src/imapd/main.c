@@ -29,17 +29,6 @@ static const char usage_text[] =
 	"             [--key FILE] [--user NAME] [--imap ADDR:PORT] [--imaps ADDR:PORT]\n"
 	"             [--ready-fd N]\n";
 
-static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
-static void die(int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	log_vmsg(LOG_ERR, NULL, fmt, ap);
-	va_end(ap);
-	exit(code);
-}
-
 static void parse_args(struct imapd_opts *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -168,10 +157,10 @@ static void open_listeners(struct imapd *d)
 		if (!spec || !*spec)
 			continue;
 		if ((d->lis[k].fd = listen_on(spec)) < 0)
-			die(EXIT_TEMP, "cannot listen on %s: %s", spec, strerror(errno));
+			log_die(EXIT_TEMP, "cannot listen on %s: %s", spec, strerror(errno));
 		evl_io_init(&d->lis[k].io, d->lis[k].fd, on_listen, &d->lis[k]);
 		if (evl_io_set(&d->loop, &d->lis[k].io, EVL_READ) < 0)
-			die(EXIT_TEMP, "event loop: %s", strerror(errno));
+			log_die(EXIT_TEMP, "event loop: %s", strerror(errno));
 		log_msg(LOG_INFO, NULL, "listening on %s (%s)", spec,
 			k == IMAPD_PLAIN ? "imap, STARTTLS" : "imaps, implicit TLS");
 	}
@@ -183,7 +172,7 @@ static void drop_privileges(const char *name)
 	char err[256];
 
 	if (priv_drop(name, err, sizeof err) < 0)
-		die(EXIT_PERM, "%s", err);
+		log_die(EXIT_PERM, "%s", err);
 }
 
 int main(int argc, char **argv)
@@ -200,9 +189,9 @@ int main(int argc, char **argv)
 	users_cache_init(&d.cache);
 	pthread_mutex_init(&d.cache_mu, NULL);
 	if (tls_server_config_load(&d.tls, d.o.cert, d.o.key, err, sizeof err) < 0)
-		die(EXIT_TEMP, "TLS certificate: %s", err);
+		log_die(EXIT_TEMP, "TLS certificate: %s", err);
 	if (evl_init(&d.loop, d.heap, IMAPD_TIMERS_MAX) < 0)
-		die(EXIT_TEMP, "event loop: %s", strerror(errno));
+		log_die(EXIT_TEMP, "event loop: %s", strerror(errno));
 	open_listeners(&d);
 	drop_privileges(d.o.run_user);
 	evl_signal(&d.loop, SIGTERM, on_signal, &d);

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/un.h>
@@ -268,4 +269,14 @@ void log_set_user(struct log_fields *f, const char *user)
 void log_set_queue(struct log_fields *f, const char *queue)
 {
 	log_set_value(f->queue, sizeof f->queue, queue);
+}
+
+void log_die(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOG_ERR, NULL, fmt, ap);
+	va_end(ap);
+	exit(code);
 }

@@ -73,6 +73,13 @@ void log_msg(int prio, const struct log_fields *f, const char *fmt, ...)
 void log_vmsg(int prio, const struct log_fields *f, const char *fmt, va_list ap)
 	__attribute__((format(printf, 3, 0)));
 
+/*
+ * Start-up failures only (STYLE.md: fatal() at start-up or on a broken
+ * invariant, never for what a client did): logs fmt at LOG_ERR and exits
+ * with code (100 permanent, 111 temporary).
+ */
+void log_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+
 /* Formats the line log_msg would write (fields, ": ", message; sanitized,
  * cut at cap - 1 bytes and at LOG_LINE_MAX) into out. Returns its length. */
 size_t log_format(char *out, size_t cap, const struct log_fields *f,

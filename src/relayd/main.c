@@ -42,17 +42,6 @@ static const char usage_text[] =
 	"              [--queue DIR] [--secrets DIR] [--user NAME] [--sessions N]\n"
 	"              [--time-scale F] [--once] [--ready-fd N]\n";
 
-static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
-static void die(int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	log_vmsg(LOG_ERR, NULL, fmt, ap);
-	va_end(ap);
-	exit(code);
-}
-
 static void usage(void)
 {
 	fputs(usage_text, stderr);
@@ -100,7 +89,7 @@ static void set_path(char *dst, const char *given, const char *data, const char 
 		      : snprintf(dst, RELAY_PATH_MAX, "%s/%s", data, rel);
 
 	if (n < 0 || n >= RELAY_PATH_MAX)
-		die(EXIT_PERM, "path too long: %s", given ? given : data);
+		log_die(EXIT_PERM, "path too long: %s", given ? given : data);
 }
 
 /* ---- configuration -------------------------------------------------------- */
@@ -241,15 +230,15 @@ static void watch_queue(struct relayd *d)
 	snprintf(env, sizeof env, "%s/env", d->p.queue);
 	d->inofd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (d->inofd < 0)
-		die(EXIT_TEMP, "inotify: %s", strerror(errno));
+		log_die(EXIT_TEMP, "inotify: %s", strerror(errno));
 	/* fs_write_atomic renames a finished envelope into env/. */
 	d->wd_env = inotify_add_watch(d->inofd, env, IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE);
 	d->wd_top = inotify_add_watch(d->inofd, d->p.queue, IN_CREATE | IN_MOVED_TO);
 	if (d->wd_env < 0 || d->wd_top < 0)
-		die(EXIT_TEMP, "inotify on %s: %s", d->p.queue, strerror(errno));
+		log_die(EXIT_TEMP, "inotify on %s: %s", d->p.queue, strerror(errno));
 	evl_io_init(&d->inoio, d->inofd, on_inotify, d);
 	if (evl_io_set(&d->loop, &d->inoio, EVL_READ) < 0)
-		die(EXIT_TEMP, "event loop: %s", strerror(errno));
+		log_die(EXIT_TEMP, "event loop: %s", strerror(errno));
 }
 
 static void close_sessions(struct relayd *d)
@@ -283,13 +272,13 @@ int main(int argc, char **argv)
 	set_path(d.p.secrets, o.secrets, o.data, "secrets");
 	users_init(&d.users);
 	if (load_all(&d) < 0)
-		die(EXIT_PERM, "%s: cannot start with this configuration", d.p.conf);
+		log_die(EXIT_PERM, "%s: cannot start with this configuration", d.p.conf);
 	/* Nothing here listens, but the smart host's replies are parsed:
 	 * never as root (DESIGN.md). */
 	if (priv_drop(o.user, err, sizeof err) < 0)
-		die(EXIT_PERM, "%s", err);
+		log_die(EXIT_PERM, "%s", err);
 	if (queue_open(&d.q, d.p.queue) < 0)
-		die(EXIT_TEMP, "queue %s: %s", d.p.queue, strerror(errno));
+		log_die(EXIT_TEMP, "queue %s: %s", d.p.queue, strerror(errno));
 	d.scale = o.scale;
 	d.t0_real = (int64_t)time(NULL);
 	d.t0_mono = evl_clock_ms();
@@ -297,7 +286,7 @@ int main(int argc, char **argv)
 	d.nsess_max = o.sessions;
 	d.sess = calloc((size_t)d.nsess_max, sizeof *d.sess);
 	if (!d.sess || evl_init(&d.loop, d.heap, RELAY_TIMERS_MAX) < 0)
-		die(EXIT_TEMP, "out of memory");
+		log_die(EXIT_TEMP, "out of memory");
 	sched_init(&d);
 	watch_queue(&d);
 	evl_signal(&d.loop, SIGTERM, on_signal, &d);

@@ -32,17 +32,6 @@ static const char usage_text[] =
 	"             [--hostname NAME] [--submission ADDR:PORT] [--smtps ADDR:PORT]\n"
 	"             [--smtp ADDR:PORT] [--ready-fd N]\n";
 
-static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
-static void die(int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	log_vmsg(LOG_ERR, NULL, fmt, ap);
-	va_end(ap);
-	exit(code);
-}
-
 static void parse_args(struct smtpd_opts *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -170,15 +159,15 @@ static void open_listeners(struct smtpd *d)
 		if (!spec && k == SMTPD_PORT25 && !d->cfg->smtp.port25)
 			continue;
 		if (!spec && server_spec(&d->cfg->lan.address.addr, ports[k], def, sizeof def) < 0)
-			die(EXIT_PERM, "LAN address too long");
+			log_die(EXIT_PERM, "LAN address too long");
 		if (!spec)
 			spec = def;
 		d->lis[k].fd = server_listen(spec, SERVER_BACKLOG);
 		if (d->lis[k].fd < 0)
-			die(EXIT_TEMP, "cannot listen on %s: %s", spec, strerror(errno));
+			log_die(EXIT_TEMP, "cannot listen on %s: %s", spec, strerror(errno));
 		evl_io_init(&d->lis[k].io, d->lis[k].fd, on_listen, &d->lis[k]);
 		if (evl_io_set(&d->loop, &d->lis[k].io, EVL_READ) < 0)
-			die(EXIT_TEMP, "event loop: %s", strerror(errno));
+			log_die(EXIT_TEMP, "event loop: %s", strerror(errno));
 		log_msg(LOG_INFO, NULL, "listening on %s (%s)", spec,
 			k == SMTPD_SUBMISSION ? "submission, STARTTLS" :
 			k == SMTPD_SMTPS ? "submissions, implicit TLS" : "smtp, port-25 devices");
@@ -191,7 +180,7 @@ static void drop_privileges(const char *name)
 	char err[256];
 
 	if (priv_drop(name, err, sizeof err) < 0)
-		die(EXIT_PERM, "%s", err);
+		log_die(EXIT_PERM, "%s", err);
 }
 
 int main(int argc, char **argv)
@@ -204,26 +193,26 @@ int main(int argc, char **argv)
 	log_open("smtpd", LOG_MAIL, d.o.srv.foreground ? LOG_DEST_STDERR : LOG_DEST_SYSLOG);
 	d.cfg = load_config(d.o.srv.config);
 	if (!d.cfg)
-		die(EXIT_PERM, "%s: invalid configuration", d.o.srv.config);
+		log_die(EXIT_PERM, "%s: invalid configuration", d.o.srv.config);
 	if (d.o.srv.hostname)
 		snprintf(d.hostname, sizeof d.hostname, "%s", d.o.srv.hostname);
 	else if (snprintf(d.hostname, sizeof d.hostname, "%s.%s", d.cfg->global.hostname,
 			  d.cfg->global.internal_domain) >= (int)sizeof d.hostname)
-		die(EXIT_PERM, "host name too long");
+		log_die(EXIT_PERM, "host name too long");
 	users_init(&d.users);
 	smtpd_refresh_users(&d);
 	users_cache_init(&d.cache);
 	pthread_mutex_init(&d.cache_mu, NULL);
 	if (tls_server_config_load(&d.tls, d.o.srv.cert, d.o.srv.key, err, sizeof err) < 0)
-		die(EXIT_TEMP, "TLS certificate: %s", err);
+		log_die(EXIT_TEMP, "TLS certificate: %s", err);
 	d.have_tls = 1;
 	if (evl_init(&d.loop, d.heap, SMTPD_TIMERS_MAX) < 0)
-		die(EXIT_TEMP, "event loop: %s", strerror(errno));
+		log_die(EXIT_TEMP, "event loop: %s", strerror(errno));
 	open_listeners(&d);
 	drop_privileges(d.o.srv.run_user);
 	/* As the unprivileged user: it owns what it creates in the queue. */
 	if (queue_open(&d.queue, d.o.queue_dir) < 0)
-		die(EXIT_TEMP, "queue %s: %s", d.o.queue_dir, strerror(errno));
+		log_die(EXIT_TEMP, "queue %s: %s", d.o.queue_dir, strerror(errno));
 	if (queue_recover(&d.queue, time(NULL), QUEUE_STALE_AGE) > 0)
 		log_msg(LOG_NOTICE, NULL, "queue: removed leftovers of a crash");
 	evl_signal(&d.loop, SIGTERM, on_signal, &d);
