@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from benchlib import build_daemon  # noqa: E402
 
 TOP = pathlib.Path(__file__).resolve().parents[2]
 NAMES = 1000            # distinct names in the cached-answer run
@@ -100,26 +101,7 @@ def rss_kb(pid):
 
 
 def build_dnsd(out):
-    """dnsd without sanitizers: static musl like the firmware when the
-    target toolchain is built, else gcc -O2 against the host BearSSL."""
-    src = [str(p) for p in sorted((TOP / "src" / "lib").glob("*.c"))
-           + sorted((TOP / "src" / "dnsd").glob("*.c"))]
-    tp = TOP / "build" / "x86_64" / "third-party"
-    musl = tp / "musl" / "bin" / "musl-gcc"
-    flags = ["-std=c11", "-O2", "-D_DEFAULT_SOURCE", "-D_GNU_SOURCE", "-Isrc/lib",
-             '-DPOSTERN_VERSION="bench"']
-    if musl.exists() and (tp / "bearssl" / "lib").exists():
-        cmd = [str(musl), *flags, f"-I{tp}/bearssl/inc", "-static", "-o", str(out), *src,
-               f"-L{tp}/bearssl/lib", "-lbearssl"]
-        kind = "musl static -O2"
-    else:
-        hb = TOP / os.environ.get("HB", "build/host") / "third-party" / "bearssl"
-        cmd = ["gcc", *flags, f"-I{hb}/inc", "-o", str(out), *src, f"-L{hb}/lib", "-lbearssl"]
-        kind = "gcc -O2 (glibc)"
-    subprocess.run(cmd, cwd=TOP, check=True)
-    return kind
-
-
+    return build_daemon("dnsd", out)
 class Procs:
     def __init__(self):
         self.procs = []

@@ -34,6 +34,7 @@ sys.path.insert(0, str(TOP / "tests" / "integration" / "peers" / "dovecot"))
 sys.path.insert(0, str(TOP / "tests" / "bench"))
 from provider import Dovecot  # noqa: E402
 from bench_smtpd import PeakRss  # noqa: E402
+from benchlib import build_daemon  # noqa: E402
 
 PASSWORD = "alice-bench-secret"
 
@@ -53,26 +54,7 @@ def free_port():
 
 
 def build_fetchd(out):
-    """fetchd without sanitizers: static musl like the firmware when the
-    target toolchain is built, else gcc -O2 against the host BearSSL."""
-    src = [str(p) for p in sorted((TOP / "src" / "lib").glob("*.c"))
-           + sorted((TOP / "src" / "fetchd").glob("*.c"))]
-    tp = TOP / "build" / "x86_64" / "third-party"
-    musl = tp / "musl" / "bin" / "musl-gcc"
-    flags = ["-std=c11", "-O2", "-D_DEFAULT_SOURCE", "-D_GNU_SOURCE", "-Isrc/lib",
-             '-DPOSTERN_VERSION="bench"']
-    if musl.exists() and (tp / "bearssl" / "lib").exists():
-        cmd = [str(musl), *flags, f"-I{tp}/bearssl/inc", "-static", "-o", str(out), *src,
-               f"-L{tp}/bearssl/lib", "-lbearssl"]
-        kind = "musl static -O2"
-    else:
-        hb = TOP / os.environ.get("HB", "build/host") / "third-party" / "bearssl"
-        cmd = ["gcc", *flags, f"-I{hb}/inc", "-o", str(out), *src, f"-L{hb}/lib", "-lbearssl"]
-        kind = "gcc -O2 (glibc)"
-    subprocess.run(cmd, cwd=TOP, check=True)
-    return kind
-
-
+    return build_daemon("fetchd", out)
 def maildir_count(d):
     return sum(len(os.listdir(d / s)) for s in ("new", "cur") if (d / s).exists())
 

@@ -37,6 +37,7 @@ TOP = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP / "tests" / "integration" / "peers" / "dovecot"))
 from imap_peer import DovecotImap  # noqa: E402
 from provider import make_cert  # noqa: E402
+from benchlib import build_daemon  # noqa: E402
 
 NOBODY = 65534
 USERS = 50
@@ -81,15 +82,7 @@ def chown_tree(top):
 
 
 def build_imapd(out):
-    """imapd without sanitizers, gcc -O2 against the host BearSSL."""
-    src = [str(p) for p in sorted((TOP / "src" / "lib").glob("*.c"))
-           + sorted((TOP / "src" / "imapd").glob("*.c"))]
-    hb = TOP / os.environ.get("HB", "build/host") / "third-party" / "bearssl"
-    subprocess.run(["gcc", "-std=c11", "-O2", "-D_DEFAULT_SOURCE", "-D_GNU_SOURCE", "-Isrc/lib",
-                    '-DPOSTERN_VERSION="bench"', f"-I{hb}/inc", "-o", str(out), *src,
-                    f"-L{hb}/lib", "-lbearssl", "-lpthread"], cwd=TOP, check=True)
-
-
+    return build_daemon("imapd", out)
 def pss_kb(pids):
     total = 0
     for p in pids:

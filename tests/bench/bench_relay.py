@@ -23,6 +23,7 @@ TOP = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP / "tests" / "integration" / "peers" / "postfix"))
 from postfix import Postfix, RelayCA  # noqa: E402
 from relaybox import RelayBox  # noqa: E402
+from benchlib import build_daemon  # noqa: E402
 
 BODY = ("x" * 76 + "\r\n") * 130   # ~10 KB
 
@@ -44,15 +45,7 @@ def free_ports(n):
 
 
 def build_relayd(out):
-    """relayd without sanitizers: gcc -O2 against the host BearSSL."""
-    src = [str(p) for p in sorted((TOP / "src" / "lib").glob("*.c"))
-           + sorted((TOP / "src" / "relayd").glob("*.c"))]
-    hb = TOP / os.environ.get("HB", "build/host") / "third-party" / "bearssl"
-    subprocess.run(["gcc", "-std=c11", "-O2", "-D_DEFAULT_SOURCE", "-D_GNU_SOURCE",
-                    "-Isrc/lib", '-DPOSTERN_VERSION="bench"', f"-I{hb}/inc", "-o", str(out),
-                    *src, f"-L{hb}/lib", "-lbearssl"], cwd=TOP, check=True)
-
-
+    return build_daemon("relayd", out)
 def wait_count(pf, n, timeout=600):
     end = time.time() + timeout
     while time.time() < end:

@@ -31,6 +31,7 @@ import time
 TOP = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP / "tests" / "integration" / "peers" / "smtpd"))
 from smtpd_box import SmtpdBox, USERS  # noqa: E402
+from benchlib import build_daemon  # noqa: E402
 
 BODY = ("x" * 76 + "\r\n") * 130   # ~10 KB
 
@@ -128,26 +129,7 @@ class PeakRss(threading.Thread):
 
 # ---- Postern ------------------------------------------------------------------
 def build_smtpd(out):
-    """smtpd without sanitizers: static musl like the firmware when the
-    target toolchain is built, else gcc -O2 against the host BearSSL."""
-    src = [str(p) for p in sorted((TOP / "src" / "lib").glob("*.c"))
-           + sorted((TOP / "src" / "smtpd").glob("*.c"))]
-    tp = TOP / "build" / "x86_64" / "third-party"
-    musl = tp / "musl" / "bin" / "musl-gcc"
-    flags = ["-std=c11", "-O2", "-D_DEFAULT_SOURCE", "-D_GNU_SOURCE", "-Isrc/lib",
-             '-DPOSTERN_VERSION="bench"']
-    if musl.exists() and (tp / "bearssl" / "lib").exists():
-        cmd = [str(musl), *flags, f"-I{tp}/bearssl/inc", "-static", "-o", str(out), *src,
-               f"-L{tp}/bearssl/lib", "-lbearssl"]
-        kind = "musl static -O2"
-    else:
-        hb = TOP / os.environ.get("HB", "build/host") / "third-party" / "bearssl"
-        cmd = ["gcc", *flags, f"-I{hb}/inc", "-o", str(out), *src, f"-L{hb}/lib", "-lbearssl"]
-        kind = "gcc -O2 (glibc)"
-    subprocess.run(cmd, cwd=TOP, check=True)
-    return kind
-
-
+    return build_daemon("smtpd", out)
 def bench_postern(binary, sessions, per):
     box = SmtpdBox(str(binary), free_port(), free_port())
     # production-strength hashes: the cost is paid once per process (cache)
