@@ -937,6 +937,18 @@ int tls_close_fd(struct tls_conn *c, int fd, int64_t deadline_ms)
 	return tls_flush_fd(c, fd, deadline_ms);
 }
 
+int tls_conn_close_ready(struct tls_conn *c, int fd, int *closing, int want)
+{
+	if (!c || !tls_established(c))
+		return 1;
+	if (!*closing) {
+		tls_close(c);
+		*closing = 1;
+		want = tls_pump(c, fd);
+	}
+	return want < 0 || !(want & POLLOUT);
+}
+
 ssize_t tls_conn_recv(struct tls_conn *c, int fd, void *buf, size_t cap)
 {
 	if (!c)

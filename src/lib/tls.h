@@ -252,6 +252,15 @@ int tls_pump(struct tls_conn *c, int fd);
 ssize_t tls_conn_recv(struct tls_conn *c, int fd, void *buf, size_t cap);
 ssize_t tls_conn_send(struct tls_conn *c, int fd, const void *buf, size_t len);
 
+/*
+ * A server connection whose last reply has been queued and sent: may its
+ * socket be closed now? c NULL or not established (plain): yes. Otherwise the
+ * first call (*closing 0) queues close_notify and pumps it; 1 once nothing
+ * is left to send (or the peer is gone), 0 while it waits for POLLOUT. want
+ * is what the caller's last tls_pump returned.
+ */
+int tls_conn_close_ready(struct tls_conn *c, int fd, int *closing, int want);
+
 /* ---- 3. blocking helpers with deadlines -------------------------------- */
 
 /* Current CLOCK_MONOTONIC time in milliseconds; deadlines are in these.

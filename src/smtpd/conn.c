@@ -202,14 +202,7 @@ static int finish_close(struct smtpd_conn *c, int want)
 {
 	if (!smtp_server_closing(&c->smtp) || c->smtp.outlen > 0)
 		return 0;
-	if (!c->tls || !tls_established(c->tls))
-		return 1;
-	if (!c->tls_closing) {
-		tls_close(c->tls);
-		c->tls_closing = 1;
-		want = tls_pump(c->tls, c->fd);
-	}
-	return want < 0 || !(want & POLLOUT);
+	return tls_conn_close_ready(c->tls, c->fd, &c->tls_closing, want);
 }
 
 static void conn_io(struct evloop *l, struct evl_io *io, unsigned events)
