@@ -7,7 +7,7 @@ import http.client
 import imaplib
 import pathlib
 import ssl
-import tempfile
+import sys
 import time
 
 import pytest
@@ -15,11 +15,10 @@ import pytest
 from box import Box, TOP
 
 selenium = pytest.importorskip("selenium")
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+sys.path.insert(0, str(TOP / "tests" / "integration" / "peers" / "chromium"))
+from chrome import DRIVER, browser, submit as _submit  # noqa: E402
 
 CODE = "E2E-WEB-7"
 CONF = f"""# provisioned by tests/e2e/test_web_box.py
@@ -32,30 +31,14 @@ internal-domain office.lan
 address         192.168.77.1/24
 """
 SHOTS = TOP / "build" / "web-shots"
-CHROME, DRIVER = "/usr/lib/chromium/chromium", "/usr/bin/chromedriver"
 
 
 def chrome():
-    o = webdriver.ChromeOptions()
-    o.binary_location = CHROME
-    for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--window-size=1100,1400",
-              f"--user-data-dir={tempfile.mkdtemp(prefix='chrome-', dir='/tmp')}",
-              "--proxy-server=http://127.0.0.1:9",
-              "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
-              "--disable-background-networking", "--disable-component-update",
-              "--disable-sync", "--no-first-run", "--no-default-browser-check"]:
-        o.add_argument(a)
-    o.accept_insecure_certs = True
-    return webdriver.Chrome(service=Service(DRIVER), options=o)
+    return browser()
 
 
 def submit(d, label):
-    old = d.find_element(By.TAG_NAME, "html")
-    d.find_element(By.XPATH, f"//button[normalize-space()='{label}']").click()
-    WebDriverWait(d, 120).until(EC.staleness_of(old))
-    WebDriverWait(d, 120).until(
-        lambda drv: drv.execute_script("return document.readyState") == "complete")
+    _submit(d, label, timeout=120)      # TCG-emulated box: slower pages
 
 
 def fill(d, fields):

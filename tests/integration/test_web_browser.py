@@ -4,6 +4,7 @@ that it reached the configuration, the users file or the secrets. A
 screenshot of each page is saved under build/web-shots/ (test artefacts,
 not committed)."""
 import pathlib
+import sys
 import tempfile
 
 import pytest
@@ -11,29 +12,13 @@ import pytest
 from webbox import SETUP_CODE, TOP, WebBox
 
 selenium = pytest.importorskip("selenium")
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "peers" / "chromium"))
+from chrome import CHROME, DRIVER, browser, submit  # noqa: E402
 
 SHOTS = TOP / "build" / "web-shots"
-CHROME = "/usr/lib/chromium/chromium"
-DRIVER = "/usr/bin/chromedriver"
-
-
-def browser(tmp):
-    o = webdriver.ChromeOptions()
-    o.binary_location = CHROME
-    for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--window-size=1100,1400", f"--user-data-dir={tmp}",
-              "--proxy-server=http://127.0.0.1:9",
-              "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--no-first-run", "--no-default-browser-check"]:
-        o.add_argument(a)
-    o.accept_insecure_certs = True
-    return webdriver.Chrome(service=Service(DRIVER), options=o)
 
 
 @pytest.fixture
@@ -65,12 +50,7 @@ class Page:
             el.send_keys(value)
 
     def submit(self, label):
-        """Clicks and waits until the next page has replaced this one."""
-        old = self.d.find_element(By.TAG_NAME, "html")
-        self.d.find_element(By.XPATH, f"//button[normalize-space()='{label}']").click()
-        WebDriverWait(self.d, 60).until(EC.staleness_of(old))
-        WebDriverWait(self.d, 60).until(
-            lambda d: d.execute_script("return document.readyState") == "complete")
+        submit(self.d, label)
 
     def shot(self, name):
         self.d.save_screenshot(str(SHOTS / f"{self.prefix}-{name}.png"))
