@@ -152,6 +152,7 @@ class FakePop3:
                     if self.cut_retr == n:
                         self.cut_retr = None
                         w(b"+OK\r\n" + body[:len(body) // 2])
+                        self.half_close(conn)
                         return
                     w(b"+OK\r\n" + body + b".\r\n")
                 elif verb == "DELE":
@@ -167,6 +168,20 @@ class FakePop3:
                     w(b"-ERR unknown\r\n")
         except EOFError:
             return
+
+    @staticmethod
+    def half_close(conn):
+        """Ends the stream with a FIN, then reads what the client still
+        sends (pipelined commands) until it closes. Closing with those
+        bytes unread would make the kernel send a reset instead, and the
+        client would see "connection reset", not the end of the stream."""
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(10)
+        try:
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass
 
     @staticmethod
     def uid(m):
