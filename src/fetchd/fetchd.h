@@ -21,6 +21,7 @@
 #include "config.h"
 #include "log.h"
 #include "pop3-proto.h"
+#include "status.h"
 #include "tls.h"
 #include "users.h"
 
@@ -58,6 +59,10 @@ struct fetch_stats {
 	unsigned already;		/* delivered before (by UIDL) */
 	uint64_t bytes;
 	int committed;			/* QUIT answered +OK */
+	/* Why a session failed, for the dashboard's status record (status.h):
+	 * the first cause noted wins; STATUS_OK while none was. */
+	int result;
+	char detail[STATUS_DETAIL_MAX + 1];
 };
 
 /* A connection to the server. */

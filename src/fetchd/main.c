@@ -47,6 +47,24 @@ static void on_signal(int sig)
 		got_term = 1;
 }
 
+/* The dashboard's record of this poll (status.h: STATUS_DIR/fetch-NAME);
+ * a poll skipped because another one held the account leaves it. A
+ * record that cannot be written is logged once (no directory: none wanted,
+ * e.g. a test), fetching goes on. */
+static void publish(const struct config_account *a, int rc, const struct fetch_stats *st)
+{
+	static int warned;
+	int result = rc == 0 ? STATUS_OK : st->result != STATUS_OK ? st->result : STATUS_FAILED;
+
+	if (rc == 1)
+		return;
+	if (status_record(status_dir(), "fetch", a->h.name, (int64_t)time(NULL), result,
+			  st->fetched, rc == 0 ? "" : st->detail) < 0 && !warned && errno != ENOENT) {
+		warned = 1;
+		log_msg(LOG_WARNING, NULL, "status record in %s: %s", status_dir(), strerror(errno));
+	}
+}
+
 static int set_paths(struct fetch_paths *p, const char *data, const char *conf)
 {
 	int bad = 0;
@@ -98,6 +116,7 @@ static int once(const struct fetch_paths *p, const char *only)
 		found = 1;
 		struct fetch_stats st;
 		int rc = fetch_account(p, cfg, a, &st);
+		publish(a, rc, &st);
 		print_stats(a, rc, &st);
 		if (rc < 0)
 			status = EXIT_TEMP;
@@ -127,6 +146,7 @@ static void poll_due(const struct fetch_paths *p, const struct config *cfg, time
 			continue;
 		struct fetch_stats st;
 		int rc = fetch_account(p, cfg, a, &st);
+		publish(a, rc, &st);
 		unsigned wait = rc < 0 && a->poll > FETCH_RETRY_S ? FETCH_RETRY_S : a->poll;
 		due[i] = time(NULL) + (time_t)wait;
 		log_msg(rc < 0 ? LOG_WARNING : LOG_INFO, NULL, "account %s: %s, %u fetched, "
@@ -200,6 +220,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_open("fetchd", LOG_MAIL, one || fg ? LOG_DEST_STDERR : LOG_DEST_SYSLOG);
+	/* As root, before dropping: the status directory, writable by the
+	 * group mail (status.h); a failure only costs the dashboard's view. */
+	if (geteuid() == 0 && status_dir_init(status_dir()) < 0 && errno != ENOENT)
+		log_msg(LOG_WARNING, NULL, "status directory %s: %s", status_dir(), strerror(errno));
 	/* Always: the umask 007 keeps the Maildirs the mail group's
 	 * (fsutil.h FS_MAIL_*); as root, -u is required (network parsers
 	 * never run as root). */

@@ -103,6 +103,16 @@ struct sess {
 
 /* ---- commands ------------------------------------------------------------ */
 
+/* Notes why the session failed for the status record (fetch_stats.result);
+ * the first cause wins: later errors are consequences. */
+static void note(struct sess *s, int result, const char *detail)
+{
+	if (s->st->result != STATUS_OK)
+		return;
+	s->st->result = result;
+	snprintf(s->st->detail, sizeof s->st->detail, "%s", detail);
+}
+
 /* Reads the reply to a command (what: for the log). multi: a multi-line
  * body goes to sink. Returns 1 for +OK, 0 for -ERR, -1 when the
  * connection failed (logged). */
@@ -113,6 +123,7 @@ static int reply(struct sess *s, const char *what, int multi, pop3_sink_fn sink,
 	if (conn_response(s->c, s->r, idle_ms) < 0) {
 		log_msg(LOG_ERR, &s->lf, "%.20s: %s%s%.200s", what, s->c->err,
 			s->r->status_len ? "; server said: " : "", s->r->status);
+		note(s, STATUS_PROTOCOL, s->c->err);
 		return -1;
 	}
 	return s->r->ok;
@@ -177,6 +188,7 @@ static int tls_setup(struct sess *s)
 	}
 	if (pem_anchors_load(&s->anchors, s->a->ca_file, err, sizeof err) < 0) {
 		log_msg(LOG_ERR, &s->lf, "CA bundle %s: %s", s->a->ca_file, err);
+		note(s, STATUS_FAILED, err);
 		return -1;
 	}
 	s->tcfg.anchors = s->anchors.ta;
@@ -190,6 +202,7 @@ static int start_tls(struct sess *s)
 	const char *name = is_ip(s->a->server) && s->tcfg.have_pin ? NULL : s->a->server;
 	if (conn_starttls(s->c, &s->tcfg, name) < 0) {
 		log_msg(LOG_ERR, &s->lf, "%s; not sending the password", s->c->err);
+		note(s, status_tls_result(s->c->err), s->c->err);
 		return -1;
 	}
 	return 0;
@@ -200,12 +213,14 @@ static int open_session(struct sess *s)
 {
 	if (conn_connect(s->c, s->a->server, s->a->port, &s->lf) < 0) {
 		log_msg(LOG_ERR, &s->lf, "%s", s->c->err);
+		note(s, STATUS_UNREACHABLE, s->c->err);
 		return -1;
 	}
 	if (s->a->tls == CONFIG_POP_IMPLICIT && start_tls(s) < 0)
 		return -1;
 	if (cmd(s, "", 0, 0, NULL, NULL, 0, FETCH_REPLY_MS) != 1) {
 		log_msg(LOG_ERR, &s->lf, "no +OK greeting: %.200s", s->r->status);
+		note(s, STATUS_PROTOCOL, s->r->status);
 		return -1;
 	}
 	if (get_capa(s) < 0)
@@ -216,10 +231,12 @@ static int open_session(struct sess *s)
 	 * clear-text fallback. */
 	if (!s->capa.stls) {
 		log_msg(LOG_ERR, &s->lf, "the server does not offer STLS; not sending the password");
+		note(s, STATUS_NO_STLS, "the server does not offer STLS");
 		return -1;
 	}
 	if (cmd(s, "STLS", 0, 0, NULL, NULL, 0, FETCH_REPLY_MS) != 1) {
 		log_msg(LOG_ERR, &s->lf, "STLS refused: %.200s; not sending the password", s->r->status);
+		note(s, STATUS_NO_STLS, s->r->status);
 		return -1;
 	}
 	if (start_tls(s) < 0)
@@ -235,6 +252,7 @@ static int read_password(struct sess *s, char *pw, size_t cap)
 	ssize_t n = fs_read_file(path, pw, cap - 1);
 	if (n < 0) {
 		log_msg(LOG_ERR, &s->lf, "password file %s: %s", path, strerror(errno));
+		note(s, STATUS_PASSWORD, strerror(errno));
 		return -1;
 	}
 	while (n > 0 && (pw[n - 1] == '\n' || pw[n - 1] == '\r'))
@@ -268,8 +286,10 @@ static int login(struct sess *s, const char *pw)
 		}
 	}
 	memset(line, 0, sizeof line);
-	if (rc == 0)
+	if (rc == 0) {
 		log_msg(LOG_ERR, &s->lf, "login as %.100s failed: %.200s", s->a->user, s->r->status);
+		note(s, STATUS_LOGIN, s->r->status);
+	}
 	return rc == 1 ? 0 : -1;
 }
 
@@ -531,6 +551,7 @@ static int space_ok(struct sess *s, uint64_t bytes)
 		return 0;
 	log_msg(LOG_ERR, &s->lf, "data partition %s; fetching stopped, messages stay on the server",
 		rc > 0 ? "nearly full" : "cannot be checked");
+	note(s, STATUS_DISK_FULL, rc > 0 ? "data partition nearly full" : "data partition cannot be checked");
 	return -1;
 }
 
@@ -669,6 +690,8 @@ static int stage_item(struct sess *s, struct batch *b, struct item *it)
 		log_msg(LOG_ERR, &s->lf, "delivery to %s%s %s: %s; left on the server", s->tv[0],
 			s->ntargets > 1 ? " and others" : "",
 			n == DELIVER_ERR_REJECTED ? "refused" : "failed", err);
+		if (n != DELIVER_ERR_REJECTED)
+			note(s, STATUS_DELIVERY, err);
 		return n == DELIVER_ERR_REJECTED ? 0 : -1;
 	}
 	it->delivered = 1;
@@ -709,6 +732,7 @@ static int commit_batch(struct sess *s, struct batch *b)
 	size_t n = 0;
 	if (maildir_batch_commit(s->mb, err, sizeof err) < 0) {
 		log_msg(LOG_ERR, &s->lf, "delivery failed: %s; left on the server", err);
+		note(s, STATUS_DELIVERY, err);
 		return -1;
 	}
 	for (size_t i = 0; i < b->n; i++)
@@ -716,6 +740,7 @@ static int commit_batch(struct sess *s, struct batch *b)
 			ids[n++] = b->it[i].id;
 	if (n && uidl_record_many(&s->store, ids, n, err, sizeof err) < 0) {
 		log_msg(LOG_ERR, &s->lf, "recording UIDLs: %s; left on the server", err);
+		note(s, STATUS_DELIVERY, err);
 		return -1;
 	}
 	for (size_t i = 0; i < b->n; i++)

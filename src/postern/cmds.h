@@ -17,6 +17,7 @@ int cmd_queue(int argc, char **argv);    /* cmd_queue.c: the outbound queue */
 int cmd_config(int argc, char **argv);   /* cmd_config.c: get|set|unset one setting */
 int cmd_firewall(int argc, char **argv); /* cmd_firewall.c: show|check|apply|blocked|env */
 int cmd_secret(int argc, char **argv);   /* cmd_secret.c: set|list|fix secrets */
+int cmd_alerts(int argc, char **argv);   /* cmd_alerts.c: show|check the alerts, mail admins */
 
 /* The configuration file: arg when given, else $POSTERN_CONF, else
  * /data/etc/postern.conf (cmd_check.c). */

@@ -18,6 +18,7 @@ struct command {
 };
 
 static const struct command commands[] = {
+	{ "alerts", cmd_alerts, "alerts show|check   the dashboard's alerts; check mails the admins" },
 	{ "check", cmd_check, "check [FILE]         validate the configuration" },
 	{ "config", cmd_config, "config get|set|unset KEY [VALUE]   read or change one setting" },
 	{ "firewall", cmd_firewall, "firewall show|check|apply|blocked|env   the packet filter" },
