@@ -25,6 +25,13 @@
 #                   namespace (the id must be lan); no ports are forwarded
 #   WAN_NETDEV=spec the WAN NIC's -netdev instead of user networking
 #                   (the id must be wan), e.g. "tap,id=wan,fd=6"
+#   WAN_GUESTFWD="spec ..."   guestfwd rules on the user-network WAN (not
+#                   with WAN_NETDEV): "tcp:10.0.2.100:587-cmd:/abs/path" runs
+#                   the program (no arguments) for each connection the box
+#                   makes to 10.0.2.100:587, with the connection on its
+#                   stdin/stdout (a test bridges it to its smart host on the
+#                   host's loopback); "tcp:ADDR:PORT-tcp:127.0.0.1:PORT" is
+#                   QEMU's single connection made at start-up
 #   PROVISION=file  handed to the box as fw_cfg opt/postern/provision
 #   QEMU_EXTRA      more QEMU arguments, appended as words (no quoting)
 #   NOREBOOT=1      exit QEMU when the guest reboots
@@ -118,8 +125,22 @@ fwd tcp PORT_HTTPS 8443 443
 fwd tcp PORT_HTTP 8080 80
 fwd tcp PORT_DNS 5353 53
 fwd udp PORT_DNS 5353 53
+wanfwd=""
+for g in ${WAN_GUESTFWD:-}; do
+	case $g in
+	tcp:*.*.*.*:*-tcp:*.*.*.*:* | tcp:*.*.*.*:*-cmd:/*) ;;
+	*) die "WAN_GUESTFWD: not tcp:ADDR:PORT-tcp:ADDR:PORT or tcp:ADDR:PORT-cmd:/PATH: '$g'" ;;
+	esac
+	case $g in
+	*[!0-9A-Za-z._/:+-]*) die "WAN_GUESTFWD: unexpected characters in '$g'" ;;
+	esac
+	[ -z "${WAN_NETDEV:-}" ] || die "WAN_GUESTFWD needs the user-network WAN, not WAN_NETDEV"
+	wanfwd="$wanfwd,guestfwd=$g"
+	map="$map  WAN guestfwd $g
+"
+done
 # romfile= drops the iPXE option ROMs: the box never boots from the network.
-net="-netdev ${WAN_NETDEV:-user,id=wan,restrict=on}"
+net="-netdev ${WAN_NETDEV:-user,id=wan,restrict=on$wanfwd}"
 net="$net -device $QEMU_NIC,netdev=wan,mac=52:54:00:50:57:01,romfile="
 if [ -n "${LAN_NETDEV:-}" ]; then
 	net="$net -netdev $LAN_NETDEV"

@@ -498,6 +498,39 @@ int queue_remove(struct queue *q, const char *id)
 	return fsync(q->msgfd);
 }
 
+int queue_batch_remove(struct queue *q, struct queue_batch *b, const char *id)
+{
+	if (!queue_id_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (b->n == QUEUE_BATCH_MAX && queue_batch_commit(q, b) < 0)
+		return -1;
+	if (unlinkat(q->envfd, id, 0) < 0 && errno != ENOENT)
+		return -1;
+	memcpy(b->id[b->n++], id, QUEUE_ID_LEN + 1);
+	return 0;
+}
+
+int queue_batch_commit(struct queue *q, struct queue_batch *b)
+{
+	int n = b->n, r = 0;
+
+	b->n = 0;
+	if (n == 0)
+		return 0;
+	/* Envelopes first: a msg/ file must never vanish while its envelope
+	 * could still come back after a crash. */
+	if (fsync(q->envfd) < 0)
+		return -1;
+	for (int i = 0; i < n; i++)
+		if (unlinkat(q->msgfd, b->id[i], 0) < 0 && errno != ENOENT)
+			r = -1;   /* an orphan for queue_recover: go on */
+	if (fsync(q->msgfd) < 0)
+		r = -1;
+	return r;
+}
+
 static int cmp_id(const void *a, const void *b)
 {
 	return strcmp((const char *)a, (const char *)b);

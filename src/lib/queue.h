@@ -36,6 +36,7 @@
 #define QUEUE_VERSION 1             /* the envelope format's version */
 #define QUEUE_STALE_AGE (24 * 3600) /* seconds before queue_recover drops orphans */
 #define QUEUE_DIR_MAX 1024          /* bytes in the queue directory's path */
+#define QUEUE_BATCH_MAX 64          /* removals made durable together */
 
 enum queue_rcpt_state {
 	QUEUE_PENDING,   /* to be sent */
@@ -137,6 +138,28 @@ int queue_msg_open(struct queue *q, const char *id);
 /* Removes a message: env/ID first (it is no longer queued), then msg/ID,
  * each directory fsynced. 0 or -1. */
 int queue_remove(struct queue *q, const char *id);
+
+/* Removals made durable together (the relay's fast path: two directory
+ * fsyncs per batch instead of two per message). */
+struct queue_batch {
+	int n;
+	char id[QUEUE_BATCH_MAX][QUEUE_ID_LEN + 1];
+};
+
+/* Removes a finished message in two steps: env/ID is unlinked now (from
+ * here on the message is not queued: queue_lock, queue_list and
+ * queue_env_load no longer find it) and the id is kept in b; a full batch
+ * is committed first. Until queue_batch_commit the removal may be undone
+ * by a crash (power loss): the envelope comes back and the message is
+ * sent again, never lost. Only call it after the smart host's 250 (or a
+ * delivered bounce). 0, or -1 (nothing changed for this id). */
+int queue_batch_remove(struct queue *q, struct queue_batch *b, const char *id);
+
+/* Makes b's removals durable: one fsync of env/, then each msg/ID
+ * unlinked and one fsync of msg/ (a crash in between leaves only msg/
+ * files without an envelope, which queue_recover removes). b is empty
+ * afterwards, even on failure. 0 or -1 (a directory fsync failed). */
+int queue_batch_commit(struct queue *q, struct queue_batch *b);
 
 /* Takes the relay's lock on a queued message (flock on msg/ID, not
  * waiting): whoever holds it may update or remove the message. Returns the

@@ -90,7 +90,7 @@ static int trim_value(char *buf, int n, const char *name, char *err, size_t errl
 int secret_read(const char *dir, const char *name, char *buf, size_t cap,
 		char *err, size_t errlen)
 {
-	int dfd, fd;
+	int dfd;
 	ssize_t n;
 
 	if (!fs_name_ok(name)) {
@@ -101,8 +101,22 @@ int secret_read(const char *dir, const char *name, char *buf, size_t cap,
 		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
 		return -1;
 	}
-	fd = fs_openat_nofollow(dfd, name, O_RDONLY | O_NONBLOCK, 0);
+	n = secret_read_at(dfd, name, buf, cap, err, errlen);
 	close(dfd);
+	return (int)n;
+}
+
+int secret_read_at(int dirfd, const char *name, char *buf, size_t cap,
+		   char *err, size_t errlen)
+{
+	int fd;
+	ssize_t n;
+
+	if (!fs_name_ok(name)) {
+		snprintf(err, errlen, "secret name %s is not a plain file name", name);
+		return -1;
+	}
+	fd = fs_openat_nofollow(dirfd, name, O_RDONLY | O_NONBLOCK, 0);
 	if (fd < 0) {
 		snprintf(err, errlen, "secret %s: %s", name,
 			 errno == ELOOP ? "is a symbolic link" : strerror(errno));

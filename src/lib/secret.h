@@ -49,6 +49,15 @@ int secret_read(const char *dir, const char *name, char *buf, size_t cap,
 		char *err, size_t errlen);
 
 /*
+ * secret_read relative to a directory descriptor: a daemon opens the
+ * secrets directory (mode 0711: not readable by it) as root before it
+ * drops privileges, e.g. with O_PATH | O_DIRECTORY, and can then read its
+ * own secret again later (a retry, SIGHUP). Same checks and result.
+ */
+int secret_read_at(int dirfd, const char *name, char *buf, size_t cap,
+		   char *err, size_t errlen);
+
+/*
  * Stores value (len bytes, no line breaks, no NUL) as the secret `name` in
  * dir, atomically and durably (fsutil), mode 0600, owned by the user `owner`
  * (uid/gid from the passwords database; "root" or NULL: root). Only root

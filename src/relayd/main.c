@@ -26,6 +26,7 @@
 #include "privdrop.h"
 #include "relayd.h"
 #include "secret.h"
+#include "status.h"
 
 #define EXIT_PERM 100
 #define EXIT_TEMP 111
@@ -95,21 +96,35 @@ static void set_path(char *dst, const char *given, const char *data, const char 
 /* ---- configuration -------------------------------------------------------- */
 
 /* The smart-host password: the secret named by [smarthost] password-file
- * (secret.h: mode 0600, no symlink, one line). 0 or -1. */
+ * (secret.h: mode 0600, no symlink, one line). Read through the secrets
+ * directory's descriptor, opened while still root: the directory (0711)
+ * is not readable by relayd, and the password is read again after the
+ * privilege drop (a retry, SIGHUP). 0 or -1. */
 static int read_password(struct relayd *d, const char *file, char *err, size_t errlen)
 {
+	int n;
+
 	d->password[0] = '\0';
 	if (!file[0])
 		return 0;
-	return secret_read(d->p.secrets, file, d->password, sizeof d->password, err, errlen) < 0
-		       ? -1 : 0;
+	if (d->secrets_fd >= 0)
+		n = secret_read_at(d->secrets_fd, file, d->password, sizeof d->password, err, errlen);
+	else
+		n = secret_read(d->p.secrets, file, d->password, sizeof d->password, err, errlen);
+	return n < 0 ? -1 : 0;
 }
 
 int relay_password_retry(struct relayd *d)
 {
-	if (read_password(d, d->cfg->smarthost.password_file, d->pw_error,
-			  sizeof d->pw_error) < 0)
+	char why[sizeof d->pw_error];
+
+	if (read_password(d, d->cfg->smarthost.password_file, why, sizeof why) < 0) {
+		if (strcmp(why, d->pw_error) != 0)   /* each new reason once */
+			log_msg(LOG_ERR, NULL, "smart-host password: %s: outbound mail stays queued",
+				why);
+		memcpy(d->pw_error, why, sizeof why);
 		return -1;
+	}
 	d->pw_error[0] = '\0';
 	log_msg(LOG_NOTICE, NULL, "smart-host password readable: relaying");
 	return 0;
@@ -271,8 +286,12 @@ int main(int argc, char **argv)
 	set_path(d.p.queue, o.queue, o.data, "queue");
 	set_path(d.p.secrets, o.secrets, o.data, "secrets");
 	users_init(&d.users);
+	/* O_PATH: search permission is enough, and it is all relayd keeps. */
+	d.secrets_fd = open(d.p.secrets, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (load_all(&d) < 0)
 		log_die(EXIT_PERM, "%s: cannot start with this configuration", d.p.conf);
+	if (geteuid() == 0)
+		status_dir_init(status_dir());   /* the dashboard's records (status.h) */
 	/* Nothing here listens, but the smart host's replies are parsed:
 	 * never as root (DESIGN.md). */
 	if (priv_drop(o.user, err, sizeof err) < 0)
@@ -305,6 +324,7 @@ int main(int argc, char **argv)
 	sched_kick(&d);
 	int code = evl_run(&d.loop);
 
+	sched_commit(&d);
 	close_sessions(&d);
 	evl_free(&d.loop);
 	queue_close(&d.q);

@@ -34,12 +34,14 @@
 #define RELAY_DSN_MAX (64 * 1024)     /* a DSN's bytes */
 #define RELAY_INOTIFY_BUF 8192
 #define RELAY_FLUSH_FILE "flush"      /* <queue>/flush: retry everything now */
+#define RELAY_COMMIT_MS 20            /* finished messages' removals made durable together */
 
 /* One queued message the scheduler knows of. */
 struct relay_entry {
 	char id[QUEUE_ID_LEN + 1];
 	int64_t due;                  /* queue time of the next attempt */
 	int busy;                     /* a session has it */
+	int seen;                     /* found by the rescan running now */
 };
 
 struct relay_sess {
@@ -82,6 +84,7 @@ struct relayd {
 	int64_t t0_real, t0_mono;     /* s, ms */
 	char ehlo[CONFIG_HOST_MAX * 2 + 2];
 	char password[RELAY_SECRET_MAX + 1];
+	int secrets_fd;               /* the secrets directory (O_PATH, opened as root) */
 	char pw_error[256];           /* why the password cannot be read; "": fine */
 	struct pem_anchors anchors;
 	int have_anchors;
@@ -91,6 +94,9 @@ struct relayd {
 	struct relay_entry *ent;
 	size_t nent, capent;
 	struct evl_timer tick;
+	int64_t last_rescan;          /* evl_clock_ms of the last full rescan */
+	struct queue_batch done;      /* removed, not yet durable (queue_batch_commit) */
+	struct evl_timer commit;
 	int inofd, wd_env, wd_top;
 	struct evl_io inoio;
 	int once;                     /* exit when nothing is due */
@@ -110,6 +116,9 @@ void sched_rescan(struct relayd *d);
 
 /* (Re)loads one message's entry after a change seen by inotify. */
 void sched_update(struct relayd *d, const char *id);
+
+/* Makes the removals of finished messages durable (also on exit). */
+void sched_commit(struct relayd *d);
 
 /* Makes every pending recipient due now (postern queue flush). */
 void sched_flush(struct relayd *d);

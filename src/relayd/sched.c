@@ -106,8 +106,17 @@ void sched_update(struct relayd *d, const char *id)
 	if (queue_env_load(&d->q, id, env) < 0) {
 		if (errno == ENOENT)
 			drop(d, id);
-	} else if ((e = add(d, id))) {
-		e->due = env_due(env);
+	} else {
+		int known = e != NULL;
+
+		if ((e = add(d, id))) {
+			e->due = env_due(env);
+			e->seen = 1;
+			if (!known)
+				log_msg(LOG_INFO, NULL, "queue=%s: from=<%s> %d recipient(s), next attempt "
+					"in %llds", id, env->from, env->nrcpt,
+					(long long)(e->due - relay_now(d)));
+		}
 	}
 	free(env);
 }
@@ -120,15 +129,21 @@ static int rescan_one(const char *id, void *arg)
 
 void sched_rescan(struct relayd *d)
 {
-	/* Forget what is no longer queued: keep only busy entries, reload. */
+	/* Reload every envelope, then forget what is no longer queued (busy
+	 * entries stay: their session settles them). */
 	size_t k = 0;
 
+	d->last_rescan = evl_clock_ms();
 	for (size_t i = 0; i < d->nent; i++)
-		if (d->ent[i].busy)
+		d->ent[i].seen = 0;
+	if (queue_list(&d->q, rescan_one, d) < 0) {
+		log_msg(LOG_ERR, NULL, "cannot list the queue %s: %m", d->p.queue);
+		return;
+	}
+	for (size_t i = 0; i < d->nent; i++)
+		if (d->ent[i].busy || d->ent[i].seen)
 			d->ent[k++] = d->ent[i];
 	d->nent = k;
-	if (queue_list(&d->q, rescan_one, d) < 0)
-		log_msg(LOG_ERR, NULL, "cannot list the queue %s: %m", d->p.queue);
 }
 
 void sched_flush(struct relayd *d)
@@ -251,6 +266,35 @@ static void defer(struct relayd *d, struct queue_env *env, struct queue_rcpt *r,
 	r->next_attempt = now + relay_backoff(r->attempts);
 }
 
+void sched_commit(struct relayd *d)
+{
+	int n = d->done.n;
+
+	evl_timer_stop(&d->loop, &d->commit);
+	if (queue_batch_commit(&d->q, &d->done) < 0)
+		log_msg(LOG_ERR, NULL, "queue %s: syncing %d removal(s) failed: %m", d->p.queue, n);
+}
+
+static void on_commit(struct evloop *l, struct evl_timer *t)
+{
+	(void)l;
+	sched_commit(t->ctx);
+}
+
+/* A finished message leaves the queue: its envelope goes now, and the
+ * removal becomes durable with the others finished within
+ * RELAY_COMMIT_MS (a crash before that sends them again, never loses). */
+static void remove_done(struct relayd *d, const char *id)
+{
+	if (queue_batch_remove(&d->q, &d->done, id) < 0) {
+		log_msg(LOG_ERR, NULL, "queue=%s: cannot remove: %m", id);
+		return;
+	}
+	log_msg(LOG_INFO, NULL, "queue=%s: done, removed from the queue", id);
+	if (!evl_timer_armed(&d->commit))
+		evl_timer_start(&d->loop, &d->commit, RELAY_COMMIT_MS, 0);
+}
+
 /* After an attempt: the delay notice, the bounce, then save or remove.
  * Closes the lock fd. */
 static void settle(struct relayd *d, struct queue_env *env, int fd)
@@ -268,10 +312,7 @@ static void settle(struct relayd *d, struct queue_env *env, int fd)
 			if (env->rcpt[i].state == QUEUE_FAILED)
 				env->rcpt[i].state = QUEUE_BOUNCED;
 	if (pending_count(env) == 0 && !has_state(env, QUEUE_FAILED)) {
-		if (queue_remove(&d->q, env->id) < 0)
-			log_msg(LOG_ERR, NULL, "queue=%s: cannot remove: %m", env->id);
-		else
-			log_msg(LOG_INFO, NULL, "queue=%s: done, removed from the queue", env->id);
+		remove_done(d, env->id);
 		drop(d, env->id);
 		close(fd);
 		return;
@@ -426,13 +467,20 @@ void sched_session_failed(struct relayd *d, struct relay_sess *s, const char *wh
 
 static void on_tick(struct evloop *l, struct evl_timer *t)
 {
+	struct relayd *d = t->ctx;
+
 	(void)l;
-	sched_kick(t->ctx);
+	/* A safety net under inotify (an overflow is handled at once): every
+	 * envelope is read again once a minute. */
+	if (evl_clock_ms() - d->last_rescan >= RELAY_RESCAN_MS)
+		sched_rescan(d);
+	sched_kick(d);
 }
 
 void sched_init(struct relayd *d)
 {
 	evl_timer_init(&d->tick, on_tick, d);
+	evl_timer_init(&d->commit, on_commit, d);
 }
 
 void sched_kick(struct relayd *d)

@@ -10,14 +10,18 @@
  */
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "relayd.h"
+#include "status.h"
 
 static void sess_io(struct evloop *l, struct evl_io *io, unsigned events);
 
@@ -33,11 +37,15 @@ int sess_count(const struct relayd *d)
 static void sess_end(struct relay_sess *s, const char *why)
 {
 	struct relayd *d = s->d;
+	int ok = smtpc_state(&s->c) == SMTPC_S_CLOSED || !why;
 
-	if (smtpc_state(&s->c) == SMTPC_S_CLOSED || !why)
+	if (ok)
 		log_msg(LOG_INFO, &s->lf, "session closed: %d message(s)", s->messages);
 	else
 		sched_session_failed(d, s, why);
+	/* The dashboard's smart-host state (status.h; docs/web.md). */
+	status_record(status_dir(), "relay", "smarthost", (int64_t)time(NULL),
+		      ok ? STATUS_OK : status_classify(why), (unsigned)s->messages, ok ? "" : why);
 	evl_timer_stop(&d->loop, &s->timer);
 	evl_timer_stop(&d->loop, &s->kick);
 	if (s->fd >= 0) {
@@ -324,6 +332,11 @@ static int open_socket(struct relay_sess *s)
 		return -1;
 	}
 	s->fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	/* The core already batches what it sends (pipelined commands, body
+	 * chunks): without NODELAY the short final record (".") waits behind
+	 * Nagle for the server's delayed ACK, 40 ms per message. */
+	if (s->fd >= 0)
+		setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 	if (s->fd >= 0 && connect(s->fd, res->ai_addr, res->ai_addrlen) < 0 &&
 	    errno != EINPROGRESS) {
 		snprintf(why, sizeof why, "connect to %.100s port %s: %s", sh->host, port, strerror(errno));

@@ -54,7 +54,8 @@ def lan_net_of(conf):
 
 class Box:
     def __init__(self, workdir, firmware="bios", provision=None, disk=None,
-                 extra="", name="box", lan_netdev=None, wan_netdev=None, pass_fds=()):
+                 extra="", name="box", lan_netdev=None, wan_netdev=None, pass_fds=(),
+                 wan_guestfwd=()):
         """lan_netdev: the LAN NIC's QEMU -netdev (id=lan) instead of user
         networking, e.g. "tap,id=lan,fd=N" with N in pass_fds. Otherwise the
         user-network LAN follows the provisioned [lan] address (a /24;
@@ -67,6 +68,9 @@ class Box:
         self.extra = extra
         self.lan_netdev = lan_netdev
         self.wan_netdev = wan_netdev
+        # ["tcp:10.0.2.100:587-tcp:127.0.0.1:PORT", ...]: the box's WAN
+        # connections to a guest address reach a host loopback port.
+        self.wan_guestfwd = tuple(wan_guestfwd)
         self.pass_fds = tuple(pass_fds)
         self.ports = {p: free_port() for p in PORTS}
         self.log_path = self.workdir / f"{name}-console.log"
@@ -96,6 +100,8 @@ class Box:
             env["LAN_NETDEV"] = self.lan_netdev
         if self.wan_netdev:
             env["WAN_NETDEV"] = self.wan_netdev
+        if self.wan_guestfwd:
+            env["WAN_GUESTFWD"] = " ".join(self.wan_guestfwd)
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(
             [str(TOP / "scripts" / "run-qemu.sh"), str(IMG)], cwd=TOP, env=env,

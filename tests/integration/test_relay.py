@@ -102,7 +102,10 @@ def test_new_message_noticed_promptly(smarthost, hostbin):
 def test_missing_password_waits_then_relays(smarthost, hostbin):
     """No smart-host password yet (a fresh box): relayd keeps running, sends
     nothing and says why; once the secret is stored, the queue goes out
-    without a restart or a signal."""
+    without a restart or a signal. The secrets directory is root's 0711 as
+    on the box: relayd, no longer root, reads the new secret through the
+    directory descriptor it opened before dropping root (it once failed
+    here with "Permission denied" on the booted box only)."""
     box = RelayBox(hostbin("relayd"), starttls_conf(smarthost, "masquerade off\n"))
     secret = box.data / "secrets" / "smarthost.pass"
     try:

@@ -243,6 +243,64 @@ static void t_relay_state_and_lock(void)
 	queue_close(&q);
 }
 
+/* Queues a one-line message; its id into id. */
+static void queue_one(struct queue *q, char id[QUEUE_ID_LEN + 1])
+{
+	static struct queue_spool sp;
+	static struct queue_env env;
+
+	CHECK_EQ(queue_spool_open(q, &sp, time(NULL)), 0);
+	CHECK_EQ(queue_spool_write(&sp, "x\r\n", 3), 0);
+	CHECK_EQ(queue_spool_finish(&sp), 0);
+	sample_env(&env);
+	CHECK_EQ(queue_spool_commit(&sp, &env), 0);
+	queue_spool_abort(&sp);
+	memcpy(id, env.id, QUEUE_ID_LEN + 1);
+}
+
+/* Batched removal: the envelope goes at once (not queued, not lockable),
+ * the text at the commit; a full batch commits itself. */
+static void t_batch_remove(void)
+{
+	struct queue q;
+	static struct queue_batch b;
+	static struct queue_env env;
+	static char ids[QUEUE_BATCH_MAX + 3][QUEUE_ID_LEN + 1];
+	char list[4096] = "";
+	int n = QUEUE_BATCH_MAX + 3;
+
+	CHECK_EQ(queue_open(&q, root), 0);
+	for (int i = 0; i < n; i++)
+		queue_one(&q, ids[i]);
+	CHECK_EQ(count_dir("env"), n);
+	CHECK_EQ(queue_batch_remove(&q, &b, ids[0]), 0);
+	CHECK_EQ(b.n, 1);
+	CHECK_EQ(count_dir("env"), n - 1);
+	CHECK_EQ(count_dir("msg"), n);            /* the text stays until the commit */
+	CHECK_EQ(queue_env_load(&q, ids[0], &env), -1);
+	CHECK(queue_lock(&q, ids[0]) < 0 && errno == ENOENT);
+	CHECK_EQ(queue_batch_commit(&q, &b), 0);
+	CHECK_EQ(b.n, 0);
+	CHECK_EQ(count_dir("msg"), n - 1);
+	CHECK_EQ(queue_batch_commit(&q, &b), 0);  /* empty: nothing to do */
+	for (int i = 1; i <= QUEUE_BATCH_MAX + 1; i++)
+		CHECK_EQ(queue_batch_remove(&q, &b, ids[i]), 0);
+	CHECK_EQ(b.n, 1);                          /* the full batch was committed */
+	CHECK_EQ(count_dir("msg"), n - 1 - QUEUE_BATCH_MAX);
+	CHECK_EQ(count_dir("env"), 1);
+	CHECK_EQ(queue_batch_remove(&q, &b, "../../etc/passwd"), -1);
+	CHECK_EQ(b.n, 1);
+	/* an envelope already gone (postern queue delete raced): no error */
+	CHECK_EQ(queue_remove(&q, ids[n - 1]), 0);
+	CHECK_EQ(queue_batch_remove(&q, &b, ids[n - 1]), 0);
+	CHECK_EQ(queue_batch_commit(&q, &b), 0);
+	CHECK_EQ(count_dir("msg"), 0);
+	CHECK_EQ(count_dir("env"), 0);
+	CHECK_EQ(queue_list(&q, collect, list), 0);
+	CHECK_STREQ(list, "");
+	queue_close(&q);
+}
+
 int main(void)
 {
 	const char *t = getenv("TMPDIR");
@@ -253,5 +311,6 @@ int main(void)
 	RUN(t_env_text);
 	RUN(t_recover);
 	RUN(t_relay_state_and_lock);
+	RUN(t_batch_remove);
 	return check_done();
 }

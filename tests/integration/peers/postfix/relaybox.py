@@ -43,11 +43,18 @@ class RelayBox:
             "hostname box\nmail-domain example.com\n\n[smarthost]\n" + smarthost_conf)
 
     def chown(self):
+        """Everything to the daemon's user, except the secrets: as on the box
+        (rootfs services, mail_permissions) the directory is root's 0711
+        (relayd may open a file in it, not list it) and the password is
+        root's until a test hands it over."""
         if os.geteuid() != 0:
             return
+        secrets = self.data / "secrets"
         for p in [self.data, *self.data.rglob("*")]:
-            if p.name != "smarthost.pass":
+            if p != secrets and p.parent != secrets:
                 os.chown(p, self.nobody.pw_uid, self.nobody.pw_gid)
+        os.chown(secrets, 0, 0)
+        os.chmod(secrets, 0o711)
 
     def enqueue(self, body, rcpts, sender="alice@example.com", user="alice", created=None):
         """Queues body (bytes, CRLF) for rcpts as smtpd would; returns the id."""
