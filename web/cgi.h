@@ -125,6 +125,7 @@ void pg_users(struct cgi *c);
 void pg_accounts(struct cgi *c);
 void pg_settings(struct cgi *c);   /* smarthost, network, dns, firewall: table-driven */
 void pg_certs(struct cgi *c);
+void pg_cert_install(struct cgi *c);   /* cert.c: /certs/install */
 void pg_queue(struct cgi *c);
 void pg_logs(struct cgi *c);
 
@@ -143,6 +144,11 @@ struct probe {
  * verified; -1 with out->err. out->pin is set whenever a key was seen. */
 int probe_tls(const char *host, int port, int mode, const char *ca_file,
 	      const unsigned char *pin, struct probe *out);
+
+/* /probe: POST (kind=account|smarthost, name) starts the connection test in
+ * the background and redirects to GET /probe?id=JOB, which refreshes itself
+ * until the result is shown (docs/web.md "Long operations"). */
+void pg_probe(struct cgi *c);
 
 /* ---- config access (settings.c) ---- */
 /* The current text value of a setting ("" on error). */

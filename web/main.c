@@ -34,8 +34,10 @@ static const struct route routes[] = {
 	{ "/certs", pg_certs, ADMIN },
 	{ "/certs/ca.pem", pg_certs, ADMIN },
 	{ "/certs/ca.der", pg_certs, ADMIN },
+	{ "/certs/install", pg_cert_install, ADMIN },
 	{ "/queue", pg_queue, ADMIN },
 	{ "/logs", pg_logs, ADMIN },
+	{ "/probe", pg_probe, ADMIN },     /* connection tests with progress (probe.c) */
 };
 
 /* ---- per-request arena: decoded fields live until the process ends ---- */

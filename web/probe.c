@@ -6,6 +6,13 @@
  * CGI, as the unprivileged web user: no network parser runs as root. The
  * server key's SHA-256 SPKI fingerprint is reported either way, so the
  * administrator can pin it with one confirmed click.
+ *
+ * Progress (docs/web.md "Long operations"): POST /probe starts the test in
+ * a detached process and redirects to GET /probe?id=JOB, a page that
+ * refreshes itself (Refresh header and meta refresh, no JavaScript; the
+ * state in an aria-live region) until the result is there. The job is a
+ * file "probe-JOB" in the session directory, readable only by the user who
+ * started it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,15 +20,27 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <dirent.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cgi.h"
+#include "config.h"
+#include "fsutil.h"
+#include "html.h"
 #include "pem.h"
 
 #define PROBE_TIMEOUT_MS 10000   /* the whole test */
 #define PROBE_LINE_MAX 512       /* a greeting or reply line */
 #define PROBE_LINES_MAX 50       /* lines of one multi-line SMTP reply */
+#define PROBE_JOB_BYTES 16       /* random bytes of a job id (hex: twice) */
+#define PROBE_JOB_MAX 2048       /* bytes of a job file */
+#define PROBE_JOB_KEEP_S 3600    /* finished or stale jobs removed after */
+#define PROBE_JOB_SCAN_MAX 1000  /* entries looked at when cleaning up */
+#define PROBE_REFRESH_S 1        /* the progress page reloads this often */
 
 static int connect_to(const char *host, int port, int64_t deadline)
 {
@@ -157,4 +176,251 @@ int probe_tls(const char *host, int port, int mode, const char *ca_file,
 	if (anchors.ta)
 		pem_anchors_free(&anchors);
 	return out->ok ? 0 : -1;
+}
+
+/* ---- progress: the test as a background job ---- */
+
+struct probe_job {
+	char user[USERS_NAME_MAX + 1];
+	char kind[16];                    /* "account" or "smarthost" */
+	char name[CONFIG_NAME_MAX + 1];   /* the account ("" for the smart host) */
+	char target[CONFIG_HOST_MAX + 16];
+	long long started;
+	int done;
+	struct probe r;
+};
+
+static int job_path(const struct cgi *c, const char *id, char *out, size_t cap)
+{
+	if (strlen(id) != 2 * PROBE_JOB_BYTES || strspn(id, "0123456789abcdef") != strlen(id))
+		return -1;
+	return snprintf(out, cap, "%s/probe-%s", c->state, id) >= (int)cap ? -1 : 0;
+}
+
+static int job_save(const char *path, const struct probe_job *j)
+{
+	char buf[PROBE_JOB_MAX];
+	int n = snprintf(buf, sizeof buf, "user=%s\nkind=%s\nname=%s\ntarget=%s\nstarted=%lld\n"
+			 "done=%d\nok=%d\npin=%s\nerr=%s\n", j->user, j->kind, j->name, j->target,
+			 j->started, j->done, j->r.ok, j->r.have_pin ? j->r.pin : "", j->r.err);
+
+	for (char *p = strstr(buf, "err="); p && *p; p++)   /* one line, whatever it says */
+		if (*p == '\n' && p[1] != '\0')
+			*p = ' ';
+	if (n < 0 || (size_t)n >= sizeof buf)
+		return -1;
+	return fs_write_atomic(path, buf, (size_t)n, 0600);
+}
+
+static void job_field(struct probe_job *j, const char *k, const char *v)
+{
+#define S(field) snprintf(field, sizeof field, "%s", v)
+	if (!strcmp(k, "user")) S(j->user);
+	else if (!strcmp(k, "kind")) S(j->kind);
+	else if (!strcmp(k, "name")) S(j->name);
+	else if (!strcmp(k, "target")) S(j->target);
+	else if (!strcmp(k, "err")) S(j->r.err);
+	else if (!strcmp(k, "pin")) j->r.have_pin = S(j->r.pin) == 64;
+	else if (!strcmp(k, "started")) j->started = atoll(v);
+	else if (!strcmp(k, "done")) j->done = atoi(v) == 1;
+	else if (!strcmp(k, "ok")) j->r.ok = atoi(v) == 1;
+#undef S
+}
+
+/* Reads a job file (bounded: PROBE_JOB_MAX bytes, unknown keys skipped). */
+static int job_load(const char *path, struct probe_job *j)
+{
+	char buf[PROBE_JOB_MAX + 1];
+	ssize_t n = fs_read_file(path, buf, PROBE_JOB_MAX);
+
+	memset(j, 0, sizeof *j);
+	if (n < 0)
+		return -1;
+	for (char *l = strtok(buf, "\n"); l; l = strtok(NULL, "\n")) {
+		char *eq = strchr(l, '=');
+		if (eq) {
+			*eq = '\0';
+			job_field(j, l, eq + 1);
+		}
+	}
+	return j->user[0] ? 0 : -1;
+}
+
+/* Removes jobs older than PROBE_JOB_KEEP_S (a finished test is looked at
+ * once; a killed one never finishes). */
+static void job_cleanup(const struct cgi *c)
+{
+	DIR *d = opendir(c->state);
+	struct dirent *e;
+	int seen = 0;
+
+	while (d && (e = readdir(d)) && seen++ < PROBE_JOB_SCAN_MAX) {
+		struct stat st;
+		if (strncmp(e->d_name, "probe-", 6) == 0 &&
+		    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_mtime + PROBE_JOB_KEEP_S < c->now)
+			unlinkat(dirfd(d), e->d_name, 0);
+	}
+	if (d)
+		closedir(d);
+}
+
+/* What the job tests, from the saved configuration; -1 with j->r.err. */
+struct probe_target {
+	const char *host, *ca_file;
+	int port, mode;
+	const unsigned char *pin;
+};
+
+static int job_target(struct cgi *c, struct probe_job *j, struct config *cfg,
+		      struct probe_target *t)
+{
+	if (!strcmp(j->kind, "smarthost")) {
+		const struct config_smarthost *sh = &cfg->smarthost;
+		*t = (struct probe_target){ sh->host, sh->ca_file, sh->port,
+			sh->tls == CONFIG_SMTP_IMPLICIT ? PROBE_IMPLICIT : PROBE_SMTP_STARTTLS,
+			sh->verify == CONFIG_VERIFY_PIN ? sh->pin.sha256 : NULL };
+	} else {
+		const struct config_account *a = config_account(cfg, j->name);
+		if (!a) {
+			snprintf(j->r.err, sizeof j->r.err, "save the account first");
+			return -1;
+		}
+		*t = (struct probe_target){ a->server, a->ca_file, a->port,
+			a->tls == CONFIG_POP_IMPLICIT ? PROBE_IMPLICIT : PROBE_POP3_STLS,
+			a->verify == CONFIG_VERIFY_PIN ? a->pin.sha256 : NULL };
+	}
+	(void)c;
+	if (!t->host[0]) {
+		snprintf(j->r.err, sizeof j->r.err, "no smart host is saved yet");
+		return -1;
+	}
+	snprintf(j->target, sizeof j->target, "%s port %d", t->host, t->port);
+	return 0;
+}
+
+/* The detached worker: tests, saves the result, exits. */
+static void job_run(const char *path, struct probe_job *j, const struct probe_target *t)
+{
+	int null = open("/dev/null", O_RDWR);
+
+	if (null >= 0) {
+		dup2(null, 0), dup2(null, 1), dup2(null, 2);   /* webd waits for EOF */
+		close(null);
+	}
+	setsid();
+	probe_tls(t->host, t->port, t->mode, t->ca_file, t->pin, &j->r);
+	j->done = 1;
+	job_save(path, j);
+	_exit(0);
+}
+
+/* Starts the job (double fork: nothing waits for the test). 0 or -1. */
+static int job_start(struct cgi *c, const char *path, struct probe_job *j)
+{
+	static struct config_errors errs;
+	struct config *cfg = config_load(c->conf, &errs);
+	struct probe_target t;
+	pid_t pid;
+	int bad = !cfg || job_target(c, j, cfg, &t) < 0;
+
+	j->done = bad;
+	if (!cfg)
+		snprintf(j->r.err, sizeof j->r.err, "the configuration cannot be read");
+	if (job_save(path, j) < 0 || bad) {
+		config_free(cfg);
+		return bad ? 0 : -1;
+	}
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		if (fork() == 0)
+			job_run(path, j, &t);
+		_exit(0);
+	}
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	config_free(cfg);
+	return pid < 0 ? -1 : 0;
+}
+
+static void probe_post(struct cgi *c)
+{
+	static struct probe_job j;
+	char id[2 * PROBE_JOB_BYTES + 1], path[1024], loc[96];
+	const char *kind = form(c, "kind");
+
+	memset(&j, 0, sizeof j);
+	snprintf(j.user, sizeof j.user, "%s", c->s.user);
+	snprintf(j.kind, sizeof j.kind, "%s", strcmp(kind, "smarthost") ? "account" : "smarthost");
+	snprintf(j.name, sizeof j.name, "%s", form(c, "name"));
+	j.started = (long long)c->now;
+	job_cleanup(c);
+	if (random_hex(id, PROBE_JOB_BYTES) < 0 || job_path(c, id, path, sizeof path) < 0 ||
+	    job_start(c, path, &j) < 0) {
+		page_begin(c, 500, "Connection test");
+		html_out(stdout, "<p class=\"error\" role=\"alert\">The test could not be started.</p>");
+		page_end(c);
+		return;
+	}
+	snprintf(loc, sizeof loc, "/probe?id=%s", id);
+	redirect(c, loc);
+}
+
+static void probe_result_html(struct cgi *c, const struct probe_job *j)
+{
+	const char *back = strcmp(j->kind, "smarthost") ? "/accounts" : "/smarthost";
+
+	if (j->r.ok)
+		html_out(stdout, "<p class=\"notice\">Connected to %s over TLS; the server's "
+			 "certificate passed the check.</p>", j->target);
+	else
+		html_out(stdout, "<p class=\"error\">Failed: %s</p>", j->r.err);
+	if (j->r.have_pin)
+		html_out(stdout, "<p>Server key SHA-256 (SPKI): <code>%s</code></p><form method=\"post\" "
+			 "action=\"%s\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" "
+			 "value=\"%s\"><input type=\"hidden\" name=\"op\" value=\"pin\"><input "
+			 "type=\"hidden\" name=\"name\" value=\"%s\"><input type=\"hidden\" "
+			 "name=\"pin\" value=\"%s\"><button type=\"submit\">Pin this key</button></form> "
+			 "<small>Only if this is the fingerprint your provider publishes: from then on "
+			 "only this key is accepted.</small>", j->r.pin, back, c->s.csrf, j->name, j->r.pin);
+	html_out(stdout, "<p><a href=\"%s%R%u\">Back to the settings</a></p>", back,
+		 j->name[0] ? "?name=" : "", j->name);
+}
+
+static void probe_get(struct cgi *c)
+{
+	static struct probe_job j;
+	char path[1024];
+	const char *id = param(c, "id");
+
+	if (job_path(c, id, path, sizeof path) < 0 || job_load(path, &j) < 0 ||
+	    strcmp(j.user, c->s.user) != 0) {
+		page_not_found(c);
+		return;
+	}
+	if (!j.done)
+		printf("Refresh: %d\r\n", PROBE_REFRESH_S);   /* before page_begin's headers */
+	page_begin(c, 200, "Connection test");
+	html_out(stdout, "<section role=\"status\" aria-live=\"polite\" aria-busy=\"%R\" "
+		 "class=\"progress\">", j.done ? "false" : "true");
+	if (!j.done) {
+		html_out(stdout, "<meta http-equiv=\"refresh\" content=\"%d\"><p><progress "
+			 "aria-label=\"Testing\"></progress> Testing the connection to %s... "
+			 "(%d s; at most %d s)</p><p><small>This page updates by itself. "
+			 "<a href=\"/probe?id=%u\">Update now</a></small></p>", PROBE_REFRESH_S,
+			 j.target, (int)(c->now - j.started), PROBE_TIMEOUT_MS / 1000, id);
+	} else {
+		probe_result_html(c, &j);
+	}
+	html_out(stdout, "</section>\n");
+	page_end(c);
+}
+
+void pg_probe(struct cgi *c)
+{
+	if (c->post)
+		probe_post(c);
+	else
+		probe_get(c);
 }

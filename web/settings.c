@@ -100,7 +100,7 @@ static const struct setting account[] = {
 #define N(a) ((int)(sizeof a / sizeof a[0]))
 static const struct spage pages[] = {
 	{ "/smarthost", "Outbound mail (smart host)", "External mail leaves through the provider's SMTP server over verified TLS.", smarthost, N(smarthost), NULL },
-	{ "/network", "Network and DHCP", "LAN and WAN changes take effect when the box restarts its network (at the next boot).", network, N(network), NULL },
+	{ "/network", "Network and DHCP", "Changes apply at once, without a restart: the new firewall rules are checked first, and if the new LAN address cannot be brought up the old one stays. When the LAN address changes, this page moves to the new address: your browser's connection to the old one ends, and your computer may need a new DHCP lease (reconnect its network cable or Wi-Fi) before it can reach the new one.", network, N(network), NULL },
 	{ "/dns", "DNS and internal hosts", "Names the box answers for the office.", dns, N(dns), NULL },
 	{ "/firewall", "Firewall", "Desktops may not speak mail protocols or DNS to the Internet; only the box may.", firewall, N(firewall), firewall_preview },
 };
@@ -255,38 +255,7 @@ static int save_fields(struct cgi *c, const char *prefix, const struct setting *
 	return 0;
 }
 
-/* ---- "Test connection" and "Pin this key" ---- */
-
-static struct probe probe_result;
-static int probe_done;
-
-static void test_smarthost(struct cgi *c)
-{
-	const struct config_smarthost *sh = &model(c)->smarthost;
-
-	probe_done = 1;
-	if (!sh->host[0]) {
-		snprintf(probe_result.err, sizeof probe_result.err, "no smart host is saved yet");
-		return;
-	}
-	probe_tls(sh->host, sh->port, sh->tls == CONFIG_SMTP_IMPLICIT ? PROBE_IMPLICIT
-		  : PROBE_SMTP_STARTTLS, sh->ca_file,
-		  sh->verify == CONFIG_VERIFY_PIN ? sh->pin.sha256 : NULL, &probe_result);
-}
-
-static void test_account(struct cgi *c, const char *name)
-{
-	const struct config_account *a = config_account(model(c), name);
-
-	probe_done = 1;
-	if (!a) {
-		snprintf(probe_result.err, sizeof probe_result.err, "save the account first");
-		return;
-	}
-	probe_tls(a->server, a->port, a->tls == CONFIG_POP_IMPLICIT ? PROBE_IMPLICIT
-		  : PROBE_POP3_STLS, a->ca_file,
-		  a->verify == CONFIG_VERIFY_PIN ? a->pin.sha256 : NULL, &probe_result);
-}
+/* ---- "Test connection" (a job on /probe, probe.c) and "Pin this key" ---- */
 
 /* prefix "smarthost." or "account.NAME.": verify pin, pin as confirmed. */
 static int pin_key(struct cgi *c, const char *prefix)
@@ -297,38 +266,15 @@ static int pin_key(struct cgi *c, const char *prefix)
 	return admind_call(c, argv, 5);
 }
 
-static void probe_section(struct cgi *c, const char *action, const char *name)
+/* The test runs as a job whose page refreshes itself until the result is
+ * there (probe.c); its "Pin this key" posts back to the settings page. */
+static void test_button(struct cgi *c, const char *kind, const char *name)
 {
-	if (!probe_done)
-		return;
-	html_out(stdout, "<section role=\"status\"><h2>Connection test</h2>");
-	if (probe_result.ok)
-		html_out(stdout, "<p class=\"notice\">Connected over TLS; the server's certificate "
-			 "passed the check.</p>");
-	else
-		html_out(stdout, "<p class=\"error\">Failed: %s</p>", probe_result.err);
-	if (probe_result.have_pin) {
-		html_out(stdout, "<p>Server key SHA-256 (SPKI): <code>%s</code></p>", probe_result.pin);
-		html_out(stdout, "<form method=\"post\" action=\"%s\" class=\"inline\">"
-			 "<input type=\"hidden\" name=\"csrf\" value=\"%s\">"
-			 "<input type=\"hidden\" name=\"op\" value=\"pin\">"
-			 "<input type=\"hidden\" name=\"name\" value=\"%s\">"
-			 "<input type=\"hidden\" name=\"pin\" value=\"%s\">"
-			 "<button type=\"submit\">Pin this key</button></form> "
-			 "<small>Only if this is the fingerprint your provider publishes: from then "
-			 "on only this key is accepted.</small>", action, c->s.csrf, name,
-			 probe_result.pin);
-	}
-	html_out(stdout, "</section>\n");
-}
-
-static void test_button(struct cgi *c, const char *action, const char *name)
-{
-	html_out(stdout, "<form method=\"post\" action=\"%s\"><input type=\"hidden\" "
-		 "name=\"csrf\" value=\"%s\"><input type=\"hidden\" name=\"op\" value=\"test\">"
+	html_out(stdout, "<form method=\"post\" action=\"/probe\"><input type=\"hidden\" "
+		 "name=\"csrf\" value=\"%s\"><input type=\"hidden\" name=\"kind\" value=\"%s\">"
 		 "<input type=\"hidden\" name=\"name\" value=\"%s\"><button type=\"submit\">"
 		 "Test connection</button> <small>uses the saved settings</small></form>\n",
-		 action, c->s.csrf, name);
+		 c->s.csrf, kind, name);
 }
 
 static const struct spage *find_page(const char *path)
@@ -339,6 +285,27 @@ static const struct spage *find_page(const char *path)
 	return NULL;
 }
 
+/* The LAN address moved (admind answered "lan-address ADDR"): the old
+ * address is gone, so a redirect would not reach us; say where to go. */
+static int lan_moved(struct cgi *c)
+{
+	const char *d = c->rep.ok && c->rep.data ? strstr(c->rep.data, "lan-address ") : NULL;
+	char addr[64];
+
+	if (!d || sscanf(d + 12, "%63[0-9.]", addr) != 1)
+		return 0;
+	page_begin(c, 200, "Network and DHCP");
+	html_out(stdout, "<section role=\"status\"><h2>The LAN address has changed</h2>"
+		 "<p class=\"notice\">The box now answers at <strong>%s</strong>. The old "
+		 "address no longer works, so this page ends here: continue at "
+		 "<a href=\"https://%s/network\">https://%s/</a>.</p><p>If your computer took "
+		 "its address from the box, it needs a new lease in the new network first "
+		 "(reconnect its cable or Wi-Fi, or restart it).</p></section>\n",
+		 addr, addr, addr);
+	page_end(c);
+	return 1;
+}
+
 void pg_settings(struct cgi *c)
 {
 	const struct spage *p = find_page(c->path);
@@ -346,9 +313,7 @@ void pg_settings(struct cgi *c)
 
 	const char *op = form(c, "op");
 
-	if (c->post && strcmp(p->path, "/smarthost") == 0 && strcmp(op, "test") == 0) {
-		test_smarthost(c);
-	} else if (c->post && strcmp(p->path, "/smarthost") == 0 && strcmp(op, "pin") == 0) {
+	if (c->post && strcmp(p->path, "/smarthost") == 0 && strcmp(op, "pin") == 0) {
 		if (pin_key(c, "smarthost.") == 0) {
 			redirect(c, "/smarthost?saved=1");
 			return;
@@ -357,6 +322,8 @@ void pg_settings(struct cgi *c)
 	} else if (c->post) {
 		if (save_fields(c, "", p->s, p->n, "smarthost.pass") == 0) {
 			char loc[64];
+			if (lan_moved(c))
+				return;
 			snprintf(loc, sizeof loc, "%s?saved=1", p->path);
 			redirect(c, loc);
 			return;
@@ -366,13 +333,12 @@ void pg_settings(struct cgi *c)
 	page_begin(c, again ? 400 : 200, p->title);
 	page_notice(c);
 	show_errors(c, p->s, p->n);
-	probe_section(c, p->path, "");
 	html_out(stdout, "<p>%s</p>\n", p->intro);
 	form_open(c, p->path);
-	render_fields(c, "", p->s, p->n, again && !probe_done);
+	render_fields(c, "", p->s, p->n, again);
 	form_close("Save");
 	if (strcmp(p->path, "/smarthost") == 0)
-		test_button(c, p->path, "");
+		test_button(c, "smarthost", "");
 	if (p->extra)
 		p->extra(c);
 	page_end(c);
@@ -460,9 +426,7 @@ void pg_accounts(struct cgi *c)
 	char prefix[64];
 	int again = 0;
 
-	if (c->post && strcmp(form(c, "op"), "test") == 0) {
-		test_account(c, name);
-	} else if (c->post) {
+	if (c->post) {
 		if (account_post(c, name) == 0) {
 			redirect(c, "/accounts?saved=1");
 			return;
@@ -473,7 +437,6 @@ void pg_accounts(struct cgi *c)
 	page_begin(c, again ? 400 : 200, "Provider accounts");
 	page_notice(c);
 	account_errors(c);
-	probe_section(c, "/accounts", name);
 	account_list(c);
 	html_out(stdout, "<h2>%s</h2>\n", *name && !again ? "Edit account" : "Add or change an account");
 	form_open(c, "/accounts");
@@ -481,6 +444,6 @@ void pg_accounts(struct cgi *c)
 	render_fields(c, *name ? prefix : "account.-.", account, N(account), again);
 	form_close("Save account");
 	if (*name && config_account(model(c), name))
-		test_button(c, "/accounts", name);
+		test_button(c, "account", name);
 	page_end(c);
 }

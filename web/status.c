@@ -12,15 +12,16 @@
 #include "cgi.h"
 #include "config.h"
 #include "html.h"
+#include "status.h"
 
-#define WEB_DISK_ALERT_PCT 90      /* data partition use that raises an alert */
-#define WEB_QUEUE_ALERT 50         /* queued messages that raise an alert */
 #define WEB_LOG_LINES "200"        /* lines on the logs page */
 #define WEB_DER_MAX (16 * 1024)
 #define WEB_CHART_DAYS 14          /* days in the mail-per-day chart */
 #define WEB_CHART_W 560            /* chart size, SVG user units */
 #define WEB_CHART_H 160
 #define WEB_CHART_BASE 20          /* room for the day labels */
+#define WEB_BLOCKED_HOSTS 256      /* LAN hosts listed under blocked attempts */
+#define WEB_BLOCKED_DESTS 200      /* (host, server, port) rows from admind */
 
 static int count_lines(const char *s)
 {
@@ -52,6 +53,229 @@ static void services(struct cgi *c, int *down)
 		*down += !up;
 	}
 	html_out(stdout, "</ul></section>\n");
+}
+
+/* The alerts in force: admind evaluates the rules of src/lib/alerts.h,
+ * the ones that mail the admins (`postern alerts check`). */
+static void alerts(struct cgi *c)
+{
+	const char *argv[] = { "alerts" };
+	int n = 0;
+
+	html_out(stdout, "<section aria-labelledby=\"alerts-h\"><h2 id=\"alerts-h\">Alerts</h2>");
+	if (admind_call(c, argv, 1) < 0) {
+		html_out(stdout, "<p class=\"error\">The alerts cannot be checked: the settings "
+			 "helper is not answering.</p></section>\n");
+		return;
+	}
+	html_out(stdout, "<ul class=\"alerts\">");
+	for (char *l = strtok(c->rep.data, "\n"); l; l = strtok(NULL, "\n")) {
+		char *tab = strchr(l, '\t');
+		if (!tab)
+			continue;
+		*tab = '\0';
+		html_out(stdout, "<li class=\"alert\" data-key=\"%s\">%s</li>", l, tab + 1);
+		n++;
+	}
+	if (n == 0)
+		html_out(stdout, "<li>No alerts.</li>");
+	html_out(stdout, "</ul><p><small>Administrators get a mail when an alert starts and when "
+		 "it ends.</small></p></section>\n");
+}
+
+/* "2026-11-29 05:10" of t, or "never" for 0. */
+static const char *when(int64_t t, char *buf, size_t cap)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t <= 0 || !localtime_r(&tt, &tm) || !strftime(buf, cap, "%Y-%m-%d %H:%M", &tm))
+		snprintf(buf, cap, "never");
+	return buf;
+}
+
+/* One provider account's last poll, from fetchd's status record. */
+static void fetch_row(const struct config_account *a)
+{
+	struct status_rec r;
+	char t1[32], t2[32];
+
+	if (status_read(status_dir(), "fetch", a->h.name, &r) < 0) {
+		html_out(stdout, "<tr><th scope=\"row\">%s</th><td>%s</td><td colspan=\"3\">no poll yet"
+			 "</td></tr>\n", a->h.name, a->enabled ? "on" : "off");
+		return;
+	}
+	html_out(stdout, "<tr class=\"%R\"><th scope=\"row\">%s</th><td>%s</td><td>%s</td>",
+		 r.result == STATUS_OK ? "ok" : "failing", a->h.name, a->enabled ? "on" : "off",
+		 when(r.time, t1, sizeof t1));
+	if (r.result == STATUS_OK)
+		html_out(stdout, "<td>%d messages fetched</td><td></td></tr>\n", (int)r.fetched);
+	else
+		html_out(stdout, "<td><strong>Failed: %s</strong><br><small>%s</small></td>"
+			 "<td>%d failed polls in a row; last success: %s</td></tr>\n",
+			 status_result_text(r.result), r.detail, (int)r.failures,
+			 when(r.last_ok, t2, sizeof t2));
+}
+
+/* relayd's last session with the smart host (status record relay-smarthost). */
+static void relay_row(void)
+{
+	struct status_rec r;
+	char t1[32], t2[32];
+
+	if (status_read(status_dir(), "relay", "smarthost", &r) < 0)
+		return;
+	html_out(stdout, "<p class=\"%R\">Smart host (outgoing mail), last session %s: ",
+		 r.result == STATUS_OK ? "ok" : "failing", when(r.time, t1, sizeof t1));
+	if (r.result == STATUS_OK)
+		html_out(stdout, "%d messages sent.</p>\n", (int)r.fetched);
+	else
+		html_out(stdout, "<strong>failed: %s</strong> <small>%s</small> (%d failed sessions in "
+			 "a row; last success: %s; see the <a href=\"/queue\">queue</a>).</p>\n",
+			 status_result_text(r.result), r.detail, (int)r.failures,
+			 when(r.last_ok, t2, sizeof t2));
+}
+
+/* The last fetch result per provider account (docs/web.md). */
+static void fetch_results(struct cgi *c)
+{
+	static struct config_errors errs;
+	struct config *cfg = config_load(c->conf, &errs);
+
+	html_out(stdout, "<section><h2>Provider accounts</h2>");
+	relay_row();
+	if (!cfg || cfg->naccounts == 0) {
+		html_out(stdout, "<p>No provider account is set up (<a href=\"/accounts\">add one</a>)."
+			 "</p></section>\n");
+		config_free(cfg);
+		return;
+	}
+	html_out(stdout, "<table class=\"fetch\"><caption>Last fetch of each account</caption><thead>"
+		 "<tr><th scope=\"col\">Account</th><th scope=\"col\">Enabled</th><th scope=\"col\">"
+		 "Last poll</th><th scope=\"col\">Result</th><th scope=\"col\">History</th></tr>"
+		 "</thead><tbody>\n");
+	for (int i = 0; i < cfg->naccounts; i++)
+		fetch_row(&cfg->account[i]);
+	html_out(stdout, "</tbody></table></section>\n");
+	config_free(cfg);
+}
+
+/* ---- blocked attempts ---- */
+
+struct blocked_host {
+	char addr[64];
+	unsigned long long packets;        /* the firewall's counter; 0: only in the log */
+};
+
+struct blocked_dest {
+	char src[64], dst[64], proto[8], last[16];
+	unsigned port;
+	unsigned long long count;
+};
+
+/* What a desktop was trying to do, from the port it was refused. */
+static const char *port_name(unsigned port)
+{
+	static const struct { unsigned port; const char *name; } names[] = {
+		{ 25, "sending mail (SMTP)" }, { 465, "sending mail (SMTPS)" },
+		{ 587, "sending mail (submission)" }, { 2525, "sending mail (SMTP)" },
+		{ 110, "fetching mail (POP3)" }, { 995, "fetching mail (POP3S)" },
+		{ 143, "reading mail (IMAP)" }, { 993, "reading mail (IMAPS)" },
+		{ 53, "foreign DNS" }, { 853, "DNS over TLS" },
+	};
+
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (names[i].port == port)
+			return names[i].name;
+	return "a blocked port";
+}
+
+static int host_index(struct blocked_host *h, int *nh, const char *addr)
+{
+	for (int i = 0; i < *nh; i++)
+		if (strcmp(h[i].addr, addr) == 0)
+			return i;
+	if (*nh >= WEB_BLOCKED_HOSTS)
+		return -1;
+	snprintf(h[*nh].addr, sizeof h[*nh].addr, "%s", addr);
+	h[*nh].packets = 0;
+	return (*nh)++;
+}
+
+/* admind's "host ADDR N" and "dest SRC DST PROTO PORT N [TIME]" lines. */
+static int blocked_parse(char *data, struct blocked_host *h, int *nh, struct blocked_dest *d,
+			 int *nd, int *no_counters)
+{
+	for (char *l = strtok(data, "\n"); l; l = strtok(NULL, "\n")) {
+		char addr[64];
+		unsigned long long n;
+		struct blocked_dest *x = &d[*nd];
+		int i;
+		if (sscanf(l, "host %63s %llu", addr, &n) == 2 && (i = host_index(h, nh, addr)) >= 0)
+			h[i].packets += n;
+		else if (*nd < WEB_BLOCKED_DESTS && sscanf(l, "dest %63s %63s %7s %u %llu %15[^\n]",
+				x->src, x->dst, x->proto, &x->port, &x->count, x->last) >= 5) {
+			host_index(h, nh, x->src);
+			(*nd)++;
+		} else if (strcmp(l, "counters unavailable") == 0)
+			*no_counters = 1;
+	}
+	return 0;
+}
+
+static void blocked_host_row(const struct blocked_host *h, const struct blocked_dest *d, int nd)
+{
+	int shown = 0;
+
+	if (h->packets)
+		html_out(stdout, "<tr><th scope=\"row\">%s</th><td>%l</td><td><ul>", h->addr,
+			 (long)h->packets);
+	else
+		html_out(stdout, "<tr><th scope=\"row\">%s</th><td>-</td><td><ul>", h->addr);
+	for (int i = 0; i < nd; i++) {
+		if (strcmp(d[i].src, h->addr))
+			continue;
+		html_out(stdout, "<li>%s port %d (%s, %s): %l logged%s%s</li>", d[i].dst, (int)d[i].port,
+			 d[i].proto, port_name(d[i].port), (long)d[i].count, d[i].last[0] ? ", last " : "",
+			 d[i].last);
+		shown++;
+	}
+	if (!shown)
+		html_out(stdout, "<li>not in the recent log</li>");
+	html_out(stdout, "</ul></td></tr>\n");
+}
+
+/* Which desktop still tries to reach which server port (docs/firewall.md
+ * "Blocked attempts per host"). */
+static void blocked(struct cgi *c)
+{
+	static struct blocked_host h[WEB_BLOCKED_HOSTS];
+	static struct blocked_dest d[WEB_BLOCKED_DESTS];
+	const char *argv[] = { "blocked" };
+	int nh = 0, nd = 0, no_counters = 0;
+
+	html_out(stdout, "<section><h2>Blocked attempts</h2>");
+	if (admind_call(c, argv, 1) < 0) {
+		html_out(stdout, "<p class=\"error\">The firewall counters cannot be read.</p></section>\n");
+		return;
+	}
+	blocked_parse(c->rep.data, h, &nh, d, &nd, &no_counters);
+	if (no_counters)
+		html_out(stdout, "<p class=\"error\">The firewall counters cannot be read; "
+			 "the log's part follows.</p>");
+	if (nh == 0) {
+		html_out(stdout, "<p>No desktop tried to reach a blocked mail or DNS server since the "
+			 "firewall rules were loaded.</p></section>\n");
+		return;
+	}
+	html_out(stdout, "<p>These desktops tried to reach mail or DNS servers on the Internet "
+		 "directly, which the firewall refuses: set them up to use the box instead.</p>"
+		 "<table class=\"blocked\"><caption>Blocked attempts per desktop</caption><thead><tr>"
+		 "<th scope=\"col\">Desktop</th><th scope=\"col\">Attempts</th><th scope=\"col\">"
+		 "Servers it tried (from the log)</th></tr></thead><tbody>\n");
+	for (int i = 0; i < nh; i++)
+		blocked_host_row(&h[i], d, nd);
+	html_out(stdout, "</tbody></table></section>\n");
 }
 
 /* Messages per day as an inline SVG bar chart (no script; each bar has a
@@ -100,14 +324,9 @@ void pg_dashboard(struct cgi *c)
 		queued = count_lines(c->rep.data);
 	if (statvfs(c->data, &vfs) == 0 && vfs.f_blocks)
 		pct = (int)(100 - (100 * (unsigned long long)vfs.f_bavail) / vfs.f_blocks);
-	html_out(stdout, "<section><h2>Alerts</h2><ul>");
-	if (pct >= WEB_DISK_ALERT_PCT)
-		html_out(stdout, "<li class=\"alert\">The data disk is %d%% full.</li>", pct);
-	if (queued >= WEB_QUEUE_ALERT)
-		html_out(stdout, "<li class=\"alert\">%d messages wait in the queue.</li>", queued);
-	if (pct < WEB_DISK_ALERT_PCT && queued < WEB_QUEUE_ALERT)
-		html_out(stdout, "<li>No alerts.</li>");
-	html_out(stdout, "</ul></section>\n");
+	alerts(c);
+	fetch_results(c);
+	blocked(c);
 	mail_chart(c);
 	services(c, &down);
 	html_out(stdout, "<section><h2>Mail</h2><dl><dt>Queue</dt><dd>%d messages</dd>"
@@ -186,7 +405,9 @@ void pg_certs(struct cgi *c)
 		 "its own certificate authority (CA). Install it once on every desktop:</p>"
 		 "<ul><li><a href=\"/certs/ca.pem\" download>CA certificate (PEM)</a> for "
 		 "Firefox, Thunderbird, macOS and Linux</li><li><a href=\"/certs/ca.der\" "
-		 "download>CA certificate (DER, .cer)</a> for Windows</li></ul>\n");
+		 "download>CA certificate (DER, .cer)</a> for Windows</li></ul>\n"
+		 "<p>Or give the box a certificate from a public or company CA: "
+		 "<a href=\"/certs/install\">install your own certificate</a>.</p>\n");
 	page_end(c);
 }
 

@@ -9,10 +9,12 @@
  * form field or setting at fault, "-" when none) so that the page can show
  * each message next to its field.
  *
- * Changes go through the same library calls as the `postern` command line
- * (config_set/config_save under FILE.lock, users_* and users_save under
- * FILE.lock, secret_write), then the running daemons are told with
- * `sv hup NAME`, so nothing needs a reboot.
+ * Changes go through the same library code as the `postern` command line
+ * (the lock -> load -> change -> validate -> save transaction of
+ * src/lib/settings.h, secret_write), then the running daemons are told with
+ * `sv hup NAME`; network settings run the network script (network.c), a
+ * custom certificate restarts the daemons that serve it (cert.c), so
+ * nothing needs a reboot.
  */
 #ifndef POSTERN_ADMIND_H
 #define POSTERN_ADMIND_H
@@ -24,6 +26,7 @@
 #define ADM_ARGS_MAX 256              /* fields in one request */
 #define ADM_TIMEOUT_S 10              /* seconds a client may take to send */
 #define ADM_ERR_MAX 512
+#define ADM_PATH_MAX 4096
 
 struct adm_opts {
 	const char *socket;      /* /run/postern/admind.sock */
@@ -41,10 +44,14 @@ struct adm_opts {
 	const char *queue;       /* /data/queue */
 	const char *mail;        /* /data/mail (mail-days) */
 	const char *users_group; /* group that reads the users file: auth */
+	const char *network;     /* /usr/libexec/postern/network ("" or absent: none) */
+	const char *certtool;    /* postern-certtool */
+	const char *cert_renew;  /* /usr/libexec/postern/firstboot-certs */
 	int ready_fd;            /* written once listening (tests), -1: none */
 };
 
 struct queue;
+struct config;
 
 /* One request: out collects the answer ("ok\n..." or "error\n..."). */
 struct adm_req {
@@ -78,5 +85,42 @@ void adm_setup_code_init(const struct adm_opts *o);
 /* 1 when code matches the stored setup code (constant time, case and
  * dashes ignored). */
 int adm_setup_code_ok(const struct adm_opts *o, const char *code);
+
+/* ---- cert.c: the administrator's own TLS certificate ---- */
+
+/* cert-install CHAIN KEY: validate, install atomically, restart the
+ * daemons that serve it; a name mismatch is a "warning" line of the answer. */
+void adm_op_cert_install(struct adm_req *r);
+/* cert-revert: back to the box's own certificate. */
+void adm_op_cert_revert(struct adm_req *r);
+/* cert-info: "source admin|box", "expires DATE". */
+void adm_op_cert_info(struct adm_req *r);
+
+/* ---- network.c ---- */
+
+/* 1 when one of the keys (kv[0], kv[step], ...) is a LAN, WAN, firewall or
+ * internal-domain setting: the change must be applied to the network. */
+int adm_network_keys(char *const *kv, int n, int step);
+
+/* 1 when the network script exists (on the box; tests may leave it out:
+ * then network changes apply at the next boot). */
+int adm_network_present(const struct adm_opts *o);
+
+/* `network --check` on cfg written to a candidate file: 0, or -1 with the
+ * reason reported. Nothing on the box changes. */
+int adm_network_check(struct adm_req *r, struct config *cfg);
+
+/* `network --apply` on the saved file: 0, or -1 with the reason reported
+ * (the script has undone its own steps). */
+int adm_network_apply(struct adm_req *r);
+
+/* ---- ops-status.c: read-only operations of the dashboard ---- */
+
+/* blocked: firewall counters per LAN host and the log's (host, server,
+ * port) attempts. */
+void adm_op_blocked(struct adm_req *r);
+
+/* alerts: the alerts in force (src/lib/alerts.h), "KEY\tTEXT" lines. */
+void adm_op_alerts(struct adm_req *r);
 
 #endif

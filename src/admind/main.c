@@ -24,7 +24,7 @@ static const char usage[] =
 	"       [--conf PATH] [--users PATH] [--secrets DIR] [--tls-dir DIR]\n"
 	"       [--setup-code PATH] [--console PATH] [--sv PATH] [--service-dir DIR]\n"
 	"       [--log PATH] [--queue DIR] [--users-group NAME] [--mail DIR]\n"
-	"       [--ready-fd N]\n";
+	"       [--network PATH] [--certtool PATH] [--cert-renew PATH] [--ready-fd N]\n";
 
 static void defaults(struct adm_opts *o)
 {
@@ -44,6 +44,9 @@ static void defaults(struct adm_opts *o)
 	o->mail = "/data/mail";
 	o->ready_fd = -1;
 	o->users_group = "auth";
+	o->network = "/usr/libexec/postern/network";
+	o->certtool = "postern-certtool";
+	o->cert_renew = "/usr/libexec/postern/firstboot-certs";
 }
 
 static int parse_opts(struct adm_opts *o, int argc, char **argv)
@@ -53,7 +56,9 @@ static int parse_opts(struct adm_opts *o, int argc, char **argv)
 		{ "conf", 1, 0, 'c' }, { "users", 1, 0, 'w' }, { "secrets", 1, 0, 'S' },
 		{ "tls-dir", 1, 0, 't' }, { "setup-code", 1, 0, 'p' }, { "console", 1, 0, 'C' },
 		{ "sv", 1, 0, 'v' }, { "service-dir", 1, 0, 'd' }, { "log", 1, 0, 'l' },
-		{ "queue", 1, 0, 'q' }, { "ready-fd", 1, 0, 'r' }, { "users-group", 1, 0, 'g' }, { "mail", 1, 0, 'm' }, { 0, 0, 0, 0 },
+		{ "queue", 1, 0, 'q' }, { "ready-fd", 1, 0, 'r' }, { "users-group", 1, 0, 'g' }, { "mail", 1, 0, 'm' },
+		{ "network", 1, 0, 'n' }, { "certtool", 1, 0, 'T' }, { "cert-renew", 1, 0, 'R' },
+		{ 0, 0, 0, 0 },
 	};
 	int c;
 
@@ -76,6 +81,9 @@ static int parse_opts(struct adm_opts *o, int argc, char **argv)
 		case 'r': o->ready_fd = atoi(optarg); break;
 		case 'g': o->users_group = optarg; break;
 		case 'm': o->mail = optarg; break;
+		case 'n': o->network = optarg; break;
+		case 'T': o->certtool = optarg; break;
+		case 'R': o->cert_renew = optarg; break;
 		default: return -1;
 		}
 	}

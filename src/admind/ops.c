@@ -22,12 +22,12 @@
 #include "fsutil.h"
 #include "queue.h"
 #include "secret.h"
+#include "settings.h"
 #include "users.h"
 
 #define ADM_LOG_LINES_MAX 500     /* lines a log request may ask for */
 #define ADM_LOG_READ_MAX (1024 * 1024) /* tail of the log file read */
 #define ADM_CA_MAX (64 * 1024)    /* bytes of ca.pem */
-#define ADM_PATH_MAX 4096
 #define ADM_MAIL_DAYS_MAX 60      /* days a mail-days request may ask for */
 #define ADM_MAIL_SCAN_MAX 200000  /* message files looked at for mail-days */
 /* Daemons told to re-read their configuration after a change. */
@@ -94,24 +94,7 @@ void adm_apply(const struct adm_opts *o)
 	}
 }
 
-/* ---- locks (the same FILE.lock as the command line) ---- */
-
-static int lock_file(const char *path)
-{
-	char lp[ADM_PATH_MAX];
-	int fd;
-
-	if (snprintf(lp, sizeof lp, "%s.lock", path) >= (int)sizeof lp)
-		return -1;
-	fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd >= 0 && flock(fd, LOCK_EX) < 0) {
-		close(fd);
-		fd = -1;
-	}
-	return fd;
-}
-
-/* ---- configuration ---- */
+/* ---- configuration (the transaction is settings.h's, as `postern config`) ---- */
 
 /* The field a validation message is about: the submitted key whose last
  * part the message names ("...: port: 70000 is not..."), else "-". */
@@ -133,67 +116,87 @@ static void config_errors_out(struct adm_req *r, const struct config_errors *e,
 {
 	for (int i = 0; i < e->count; i++)
 		adm_error(r, field_of(e->e[i].text, kv, n), e->e[i].text);
-	if (e->count == 0)
-		adm_error(r, "-", "the configuration could not be saved");
 }
 
-static struct config *load_for_change(const char *path, struct config_errors *errs)
-{
-	if (access(path, F_OK) != 0 && errno == ENOENT)
-		return config_new();
-	return config_load(path, errs);
-}
+/* One configuration change: KEY VALUE pairs (unset: KEYs), an optional
+ * extra step on the validated model, the network applied when touched. */
+struct cfg_txn {
+	struct adm_req *r;
+	char **kv;
+	int n, unset;
+	int (*extra)(struct adm_req *, struct config *);
+	int network;                         /* run the network script */
+	char old_lan[CONFIG_NAME_MAX + 64];  /* lan.address before the change */
+};
 
-/* Sets KEY VALUE pairs (value "" resets; unset=1 removes the keys) on cfg.
- * Returns 0 or -1 with the errors reported. */
-static int config_apply_pairs(struct adm_req *r, struct config *cfg, char **kv, int n,
-			      int unset)
+/* change: each pair through config_set/config_unset, errors by key. */
+static int txn_change(struct config *cfg, void *arg, struct config_errors *unused)
 {
 	static struct config_errors errs;
+	struct cfg_txn *t = arg;
 	int bad = 0;
 
-	for (int i = 0; i < n; i += unset ? 1 : 2) {
+	(void)unused;
+	if (config_get(cfg, "lan.address", t->old_lan, sizeof t->old_lan) < 0)
+		t->old_lan[0] = '\0';
+	for (int i = 0; i < t->n; i += t->unset ? 1 : 2) {
 		memset(&errs, 0, sizeof errs);
-		int rc = unset ? config_unset(cfg, kv[i], &errs)
-			       : config_set(cfg, kv[i], kv[i + 1], &errs);
-		if (rc != 0) {
-			for (int k = 0; k < errs.count; k++)
-				adm_error(r, kv[i], errs.e[k].text);
-			bad = 1;
-		}
+		int rc = t->unset ? config_unset(cfg, t->kv[i], &errs)
+				  : config_set(cfg, t->kv[i], t->kv[i + 1], &errs);
+		for (int k = 0; rc != 0 && k < errs.count; k++)
+			adm_error(t->r, t->kv[i], errs.e[k].text);
+		bad |= rc != 0;
 	}
 	return bad ? -1 : 0;
 }
 
-/* The transaction: lock, load, change, validate, save. extra (may be NULL)
- * runs on the validated model before it is saved. */
+/* check: the caller's extra step, then the rule set the network needs. */
+static int txn_check(struct config *cfg, void *arg, struct config_errors *errs)
+{
+	struct cfg_txn *t = arg;
+
+	(void)errs;
+	if (t->extra && t->extra(t->r, cfg) != 0)
+		return -1;
+	return t->network ? adm_network_check(t->r, cfg) : 0;
+}
+
+/* after: the saved change reaches the interfaces; the page is told the new
+ * LAN address when it moved ("lan-address ADDR"). */
+static int txn_after(struct config *cfg, void *arg, struct config_errors *errs)
+{
+	struct cfg_txn *t = arg;
+	char lan[sizeof t->old_lan];
+
+	(void)errs;
+	if (!t->network)
+		return 0;
+	if (adm_network_apply(t->r) != 0)
+		return -1;
+	if (config_get(cfg, "lan.address", lan, sizeof lan) >= 0 && strcmp(lan, t->old_lan) != 0)
+		fprintf(t->r->out, "ok\nlan-address %.*s\n", (int)strcspn(lan, "/"), lan);
+	return 0;
+}
+
+/* The transaction: lock, load, change, validate, extra, save, apply the
+ * network (settings_config_edit). Returns 0, or -1 with errors reported. */
 static int config_txn(struct adm_req *r, char **kv, int n, int unset,
 		      int (*extra)(struct adm_req *, struct config *))
 {
+	static const struct settings_config_ops ops = { txn_change, txn_check, txn_after };
 	static struct config_errors errs;
-	struct config *cfg;
-	int fd = lock_file(r->o->conf), rc = -1;
+	struct cfg_txn t = { .r = r, .kv = kv, .n = n, .unset = unset, .extra = extra };
+	int rc;
 
-	if (fd < 0) {
-		adm_error(r, "-", "the configuration is locked or cannot be locked");
-		return -1;
-	}
-	memset(&errs, 0, sizeof errs);
-	cfg = load_for_change(r->o->conf, &errs);
-	if (!cfg)
-		config_errors_out(r, &errs, kv, unset ? 0 : n);
-	else if (config_apply_pairs(r, cfg, kv, n, unset) == 0) {
-		memset(&errs, 0, sizeof errs);
-		if (config_validate(cfg, "postern.conf", &errs) != 0)
-			config_errors_out(r, &errs, kv, unset ? 0 : n);
-		else if ((!extra || extra(r, cfg) == 0) && config_save(cfg, r->o->conf, &errs) == 0)
-			rc = 0;
-		else if (!r->failed)
-			config_errors_out(r, &errs, kv, n);
-	}
-	config_free(cfg);
-	close(fd);
-	return rc;
+	t.network = adm_network_keys(kv, n, unset ? 1 : 2) && adm_network_present(r->o);
+	rc = settings_config_edit(r->o->conf, &ops, &t, &errs);
+	if (rc == SETTINGS_OK)
+		return 0;
+	config_errors_out(r, &errs, kv, unset ? 0 : n);
+	if (!r->failed || rc == SETTINGS_EAFTER)
+		adm_error(r, "-", rc == SETTINGS_ELOCK ? "the configuration cannot be locked"
+			  : settings_strerror(rc));
+	return -1;
 }
 
 static void op_config(struct adm_req *r)
@@ -262,50 +265,46 @@ static void op_secret(struct adm_req *r)
 	config_free(cfg);
 }
 
-/* ---- users ---- */
-
-/* Saves db and gives the file to group auth (the web page reads it). */
-static int users_store(struct adm_req *r, const struct users_db *db)
-{
-	char err[ADM_ERR_MAX];
-	struct group *g;
-
-	if (users_save(db, r->o->users, err, sizeof err) < 0) {
-		adm_error(r, "-", err);
-		return -1;
-	}
-	g = getuid() == 0 ? getgrnam(r->o->users_group) : NULL;
-	if (g && chown(r->o->users, 0, g->gr_gid) < 0)
-		syslog(LOG_ERR, "chown %s: %s", r->o->users, strerror(errno));
-	return 0;
-}
+/* ---- users (the transaction is settings.h's, as `postern user`) ---- */
 
 typedef int (*users_change_fn)(struct adm_req *r, struct users_db *db, char *err, size_t n);
 
-/* Lock, load, change, save, apply. */
-static void users_txn(struct adm_req *r, users_change_fn change, const char *field)
-{
-	struct users_db db;
-	char err[ADM_ERR_MAX] = "";
-	int fd = lock_file(r->o->users);
+struct users_txn {
+	struct adm_req *r;
+	users_change_fn change;
+};
 
-	if (fd < 0) {
-		adm_error(r, "-", "the users file cannot be locked");
-		return;
+static int users_trampoline(struct users_db *db, void *arg, char *err, size_t n)
+{
+	struct users_txn *t = arg;
+
+	return t->change(t->r, db, err, n);
+}
+
+/* The group that reads the users file (auth), when admind can give it. */
+static long users_gid(const struct adm_opts *o)
+{
+	struct group *g = getuid() == 0 ? getgrnam(o->users_group) : NULL;
+
+	return g ? (long)g->gr_gid : -1;
+}
+
+/* Lock, load, change, save (settings_users_edit), then apply. */
+static int users_txn(struct adm_req *r, users_change_fn change, const char *field)
+{
+	struct users_txn t = { r, change };
+	char err[ADM_ERR_MAX];
+	int rc = settings_users_edit(r->o->users, users_trampoline, &t, users_gid(r->o),
+				     err, sizeof err);
+
+	if (rc != SETTINGS_OK) {
+		adm_error(r, rc == SETTINGS_ECHANGE ? field : "-", err[0] ? err : "refused");
+		return -1;
 	}
-	if (users_load(&db, r->o->users, err, sizeof err) < 0) {
-		adm_error(r, "-", err);
-	} else {
-		if (change(r, &db, err, sizeof err) < 0)
-			adm_error(r, field, err[0] ? err : "refused");
-		else if (users_store(r, &db) == 0) {
-			syslog(LOG_NOTICE, "users changed from the web page (%s)", r->argv[0]);
-			adm_apply(r->o);
-			ok(r);
-		}
-		users_free(&db);
-	}
-	close(fd);
+	syslog(LOG_NOTICE, "users changed from the web page (%s)", r->argv[0]);
+	adm_apply(r->o);
+	ok(r);
+	return 0;
 }
 
 static int parse_role(const char *s, enum users_role *role)
@@ -396,21 +395,12 @@ static int ch_list_set(struct adm_req *r, struct users_db *db, char *err, size_t
 
 /* ---- the setup wizard: code, admin, settings, secrets in one go ---- */
 
-static struct users_db setup_db;
-
-/* After the configuration validated, before it is saved: the admin user
- * (in memory) and the secrets. */
-static int setup_extra(struct adm_req *r, struct config *cfg)
+/* After the configuration validated, before it is saved: the secrets
+ * ("secret:NAME" VALUE pairs among the settings). */
+static int setup_secrets(struct adm_req *r, struct config *cfg)
 {
-	char err[ADM_ERR_MAX], hash[USERS_HASH_MAX + 1];
 	int bad = 0;
 
-	if (hash_of(r->argv[3], hash, err, sizeof err) < 0 ||
-	    users_add(&setup_db, r->argv[2], USERS_ROLE_ADMIN, hash, err, sizeof err) < 0) {
-		adm_error(r, "admin", err);
-		return -1;
-	}
-	/* secrets: "secret:NAME" VALUE pairs among the settings */
 	for (int i = 4; i + 1 < r->argc; i += 2)
 		if (strncmp(r->argv[i], "secret:", 7) == 0 &&
 		    store_secret(r, cfg, r->argv[i] + 7, r->argv[i + 1], r->argv[i]) < 0)
@@ -418,12 +408,34 @@ static int setup_extra(struct adm_req *r, struct config *cfg)
 	return bad ? -1 : 0;
 }
 
+/* Inside the users transaction: the admin (in memory), then the whole
+ * configuration change; the users file is saved only when that succeeded,
+ * so until then the wizard stays open and a failed attempt can simply be
+ * repeated. */
+static int ch_setup(struct adm_req *r, struct users_db *db, char *err, size_t n)
+{
+	char *kv[ADM_ARGS_MAX], hash[USERS_HASH_MAX + 1];
+	int nkv = 0;
+
+	if (hash_of(r->argv[3], hash, err, n) < 0 ||
+	    users_add(db, r->argv[2], USERS_ROLE_ADMIN, hash, err, n) < 0) {
+		adm_error(r, "admin", err);
+		return -1;
+	}
+	for (int i = 4; i + 1 < r->argc; i += 2)
+		if (strncmp(r->argv[i], "secret:", 7) != 0) {
+			kv[nkv++] = r->argv[i];
+			kv[nkv++] = r->argv[i + 1];
+		}
+	return config_txn(r, kv, nkv, 0, setup_secrets);
+}
+
 /* setup CODE ADMIN PASSWORD [KEY VALUE | secret:NAME VALUE]... */
 static void op_setup(struct adm_req *r)
 {
-	char *kv[ADM_ARGS_MAX];
+	struct users_txn t = { r, ch_setup };
 	char err[ADM_ERR_MAX];
-	int n = 0, fd;
+	int rc;
 
 	if (r->argc < 4 || (r->argc - 4) % 2 != 0) {
 		adm_error(r, "-", "setup needs CODE ADMIN PASSWORD [KEY VALUE]...");
@@ -441,27 +453,17 @@ static void op_setup(struct adm_req *r)
 		adm_error(r, "admin", "a name is lower-case letters, digits, '.', '-', '_'");
 		return;
 	}
-	for (int i = 4; i + 1 < r->argc; i += 2)
-		if (strncmp(r->argv[i], "secret:", 7) != 0) {
-			kv[n++] = r->argv[i];
-			kv[n++] = r->argv[i + 1];
-		}
-	fd = lock_file(r->o->users);
-	if (fd < 0 || users_load(&setup_db, r->o->users, err, sizeof err) < 0) {
-		adm_error(r, "-", fd < 0 ? "the users file cannot be locked" : err);
-	} else {
-		/* the admin is saved last: until then the wizard stays open and a
-		 * failed attempt can simply be repeated */
-		if (config_txn(r, kv, n, 0, setup_extra) == 0 && users_store(r, &setup_db) == 0) {
-			unlink(r->o->setup_code);
-			syslog(LOG_NOTICE, "setup wizard completed; administrator %s", r->argv[2]);
-			adm_apply(r->o);
-			ok(r);
-		}
-		users_free(&setup_db);
+	rc = settings_users_edit(r->o->users, users_trampoline, &t, users_gid(r->o), err,
+				 sizeof err);
+	if (rc != SETTINGS_OK) {
+		if (!r->failed)
+			adm_error(r, "-", err[0] ? err : settings_strerror(rc));
+		return;
 	}
-	if (fd >= 0)
-		close(fd);
+	unlink(r->o->setup_code);
+	syslog(LOG_NOTICE, "setup wizard completed; administrator %s", r->argv[2]);
+	adm_apply(r->o);
+	ok(r);
 }
 
 /* ---- read-only views the web user cannot read itself ---- */
@@ -741,6 +743,11 @@ static const struct adm_op ops[] = {
 	{ "queue-retry", 2, 2, op_queue_change, NULL, NULL },
 	{ "log", 1, 3, op_log, NULL, NULL },
 	{ "mail-days", 1, 2, op_mail_days, NULL, NULL },
+	{ "cert-install", 3, 3, adm_op_cert_install, NULL, NULL },
+	{ "cert-revert", 1, 1, adm_op_cert_revert, NULL, NULL },
+	{ "cert-info", 1, 1, adm_op_cert_info, NULL, NULL },
+	{ "blocked", 1, 1, adm_op_blocked, NULL, NULL },      /* ops-status.c */
+	{ "alerts", 1, 1, adm_op_alerts, NULL, NULL },        /* ops-status.c */
 };
 
 static const struct adm_op *find_op(const char *name)

@@ -8,17 +8,16 @@
  * whole model (cross-checks included) and replaces the file atomically,
  * keeping its comments and layout. On any error the file is unchanged and
  * the exit status is 1. A lock file beside the configuration serialises
- * concurrent changes. Daemons pick the change up on SIGHUP.
+ * concurrent changes (the transaction is src/lib/settings.h, shared with
+ * the web page's admind). Daemons pick the change up on SIGHUP.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 #include "cmds.h"
 #include "config.h"
+#include "settings.h"
 
 #define CONFIG_VALUE_MAX 65536
 
@@ -33,31 +32,6 @@ static void print_errors(const struct config_errors *errs)
 {
 	for (int i = 0; i < errs->count; i++)
 		fprintf(stderr, "%s\n", errs->e[i].text);
-}
-
-/* The model to change: the file's, or an empty one when there is no file. */
-static struct config *load_for_change(const char *path, struct config_errors *errs)
-{
-	if (access(path, F_OK) != 0 && errno == ENOENT)
-		return config_new();
-	return config_load(path, errs);
-}
-
-static int lock_config(const char *path)
-{
-	char lock[4096];
-	int fd;
-
-	if (snprintf(lock, sizeof lock, "%s.lock", path) >= (int)sizeof lock)
-		return -1;
-	fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd < 0 || flock(fd, LOCK_EX) != 0) {
-		perror(lock);
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
 }
 
 static int config_read(const char *path, const char *key)
@@ -81,28 +55,35 @@ static int config_read(const char *path, const char *key)
 	return 0;
 }
 
+/* The change of one setting: set (value) or unset (value NULL). */
+struct one_change {
+	const char *key, *value;
+};
+
+static int change_one(struct config *cfg, void *arg, struct config_errors *errs)
+{
+	const struct one_change *c = arg;
+
+	return c->value ? config_set(cfg, c->key, c->value, errs)
+			: config_unset(cfg, c->key, errs);
+}
+
+/* Lock, load, change, validate, save: settings.h, as the web page does. */
 static int config_change(const char *path, const char *key, const char *value)
 {
+	static const struct settings_config_ops ops = { change_one, NULL, NULL };
 	static struct config_errors errs;
-	struct config *cfg;
-	int fd = lock_config(path), rc = 1;
+	struct one_change c = { key, value };
+	int rc = settings_config_edit(path, &ops, &c, &errs);
 
-	if (fd < 0)
+	if (rc == SETTINGS_ELOCK) {
+		fprintf(stderr, "postern config: %s.lock: %s\n", path, strerror(errno));
 		return 111;
-	cfg = load_for_change(path, &errs);
-	if (!cfg) {
-		fprintf(stderr, "postern config: %s must be valid before it can be changed:\n", path);
-		print_errors(&errs);
-	} else if ((value ? config_set(cfg, key, value, &errs)
-	                  : config_unset(cfg, key, &errs)) != 0 ||
-	           config_save(cfg, path, &errs) != 0) {
-		print_errors(&errs);
-	} else {
-		rc = 0;
 	}
-	config_free(cfg);
-	close(fd);
-	return rc;
+	if (rc == SETTINGS_ELOAD)
+		fprintf(stderr, "postern config: %s must be valid before it can be changed:\n", path);
+	print_errors(&errs);
+	return rc == SETTINGS_OK ? 0 : 1;
 }
 
 int cmd_config(int argc, char **argv)

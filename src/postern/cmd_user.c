@@ -12,23 +12,22 @@
  *   postern user list-del LIST
  *
  * The file is $POSTERN_USERS, default /data/etc/users. Changes hold an
- * exclusive lock on FILE.lock across read, change and atomic save, so the
- * web page and the command line cannot lose each other's edits. A password
+ * exclusive lock on FILE.lock across read, change and atomic save
+ * (src/lib/settings.h, the same transaction as the web page's admind), so
+ * the web page and the command line cannot lose each other's edits. A password
  * is never taken from argv: it is read from stdin, without echo (and twice)
  * when stdin is a terminal.
  */
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include "cmds.h"
+#include "settings.h"
 #include "users.h"
 
 #define USER_DEFAULT_PATH "/data/etc/users"
@@ -119,24 +118,6 @@ static int new_password_hash(char *hash, size_t hashlen)
 	memset(pw, 0, sizeof pw);
 	memset(again, 0, sizeof again);
 	return r;
-}
-
-/* Lock FILE.lock exclusively; returns the fd or -1. */
-static int lock_users(const char *path)
-{
-	char lp[PATH_MAX];
-	int fd;
-
-	if (snprintf(lp, sizeof lp, "%s.lock", path) >= (int)sizeof lp)
-		return -1;
-	fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0 || flock(fd, LOCK_EX) < 0) {
-		fprintf(stderr, "postern user: %s: %s\n", lp, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
 }
 
 static void print_db(const struct users_db *db)
@@ -237,40 +218,54 @@ static int apply(struct users_db *db, int argc, char **argv)
 	return 0;
 }
 
-int cmd_user(int argc, char **argv)
+/* The command line of a changing subcommand, for settings_users_edit. */
+struct user_cmd {
+	int argc;
+	char **argv;
+	int status;        /* apply()'s exit status */
+};
+
+static int change_users(struct users_db *db, void *arg, char *err, size_t n)
+{
+	struct user_cmd *c = arg;
+
+	(void)err, (void)n;   /* apply() prints its own messages */
+	c->status = apply(db, c->argc, c->argv);
+	return c->status == 0 ? 0 : -1;
+}
+
+static int list_users(const char *path)
 {
 	struct users_db db;
 	char err[USER_ERR_MAX];
+
+	if (users_load(&db, path, err, sizeof err) < 0) {
+		fprintf(stderr, "postern user: %s\n", err);
+		return 1;
+	}
+	print_db(&db);
+	users_free(&db);
+	return 0;
+}
+
+int cmd_user(int argc, char **argv)
+{
+	struct user_cmd c = { argc, argv, 0 };
+	char err[USER_ERR_MAX];
 	const char *path = users_path();
-	int lock, status;
+	int rc;
 
 	if (argc < 2) {
 		fputs(user_usage, stderr);
 		return 1;
 	}
-	if (strcmp(argv[1], "list") == 0 && argc == 2) {
-		if (users_load(&db, path, err, sizeof err) < 0) {
-			fprintf(stderr, "postern user: %s\n", err);
-			return 1;
-		}
-		print_db(&db);
-		users_free(&db);
-		return 0;
-	}
-	lock = lock_users(path);
-	if (lock < 0)
-		return 111;
-	if (users_load(&db, path, err, sizeof err) < 0) {
+	if (strcmp(argv[1], "list") == 0 && argc == 2)
+		return list_users(path);
+	/* lock, load, change, save: settings.h, as the web page does */
+	rc = settings_users_edit(path, change_users, &c, -1, err, sizeof err);
+	if (rc == SETTINGS_ECHANGE)
+		return c.status;
+	if (rc != SETTINGS_OK)
 		fprintf(stderr, "postern user: %s\n", err);
-		close(lock);
-		return 1;
-	}
-	status = apply(&db, argc, argv);
-	if (status == 0 && users_save(&db, path, err, sizeof err) < 0) {
-		fprintf(stderr, "postern user: %s\n", err);
-		status = 111;
-	}
-	users_free(&db);
-	close(lock);
-	return status;
+	return rc == SETTINGS_OK ? 0 : rc == SETTINGS_ELOAD ? 1 : 111;
 }

@@ -142,6 +142,17 @@ def test_wizard_then_every_page(web):
     assert any(h.endswith("/certs/ca.der") for h in links)
     p.shot("certs")
 
+    # your own certificate: a paste that is no certificate is refused
+    # next to its field (test_web_cert.py installs real ones)
+    p.open("/certs/install")
+    p.fill("chain", "this is not a certificate")
+    p.fill("key", "nor a key")
+    p.submit("Install certificate")
+    err = d.find_element(By.ID, "f-chain-err")
+    assert "not a PEM certificate chain" in err.text
+    assert "nor a key" not in d.page_source          # the key is never shown back
+    p.shot("cert-install")
+
     p.open("/queue")
     assert "0 messages" in d.page_source
     p.shot("queue")

@@ -1,6 +1,7 @@
-"""A host-built web admin stack for tests: admind (root, unix socket) and
-webd (HTTPS + redirect, dropping to `nobody`) running admin.cgi, on
-loopback high ports in a private directory. Used by test_web*.py."""
+"""A host-built web admin stack for tests: admind (root, unix socket, in a
+private mount namespace with the image's users) and webd (HTTPS +
+redirect, dropping to `nobody`) running admin.cgi, on loopback high ports
+in a private directory. Used by test_web*.py."""
 import http.client
 import os
 import pathlib
@@ -17,17 +18,18 @@ WEB_USER = "nobody"
 SETUP_CODE = "TESTCODE42"
 
 
-def ensure_service_users():
-    """Secrets are owned by service users (fetchd, relayd): create them on
-    the test host when missing (system users without login)."""
-    for u in ("fetchd", "relayd"):
-        if subprocess.run(["getent", "passwd", u], capture_output=True).returncode:
-            subprocess.run(["useradd", "-r", "-M", "-s", "/usr/sbin/nologin", u], check=True)
+def box_users(argv):
+    """argv run with the box's users: in a private mount namespace where
+    /etc/passwd and /etc/group are the image's (rootfs/etc), bind-mounted,
+    so secrets get the box's owners (fetchd 105, relayd 106) and the host's
+    user database is left alone (as test_postern_cli.py does)."""
+    script = 'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && shift 2 && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", script, "sh", str(TOP / "rootfs/etc/passwd"),
+            str(TOP / "rootfs/etc/group"), *argv]
 
 
 class WebBox:
     def __init__(self, free_port, conf=None, users=""):
-        ensure_service_users()
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="web-", dir="/tmp"))
         os.chmod(self.root, 0o755)
         for d in ("etc", "run", "secrets", "secrets/tls", "service", "queue", "log", "state", "mail"):
@@ -82,10 +84,11 @@ class WebBox:
         self.procs.append(p)
         return p
 
-    def start(self):
+    def start(self, admind_args=()):
+        """admind_args: more admind options (e.g. --certtool, --network)."""
         env = dict(os.environ, HUP_PIDS=self.hup_pids)
         uid = int(subprocess.run(["id", "-u", WEB_USER], capture_output=True, text=True).stdout)
-        self.admind = self._start([str(HB / "bin/admind"), "--socket", str(self.sock),
+        self.admind = self._start(box_users([str(HB / "bin/admind"), "--socket", str(self.sock),
                                    "--allow-uid", str(uid), "--conf", str(self.conf),
                                    "--users", str(self.users), "--secrets", str(self.root / "secrets"),
                                    "--tls-dir", str(self.root / "secrets/tls"),
@@ -94,8 +97,8 @@ class WebBox:
                                    "--sv", str(self.sv), "--service-dir", str(self.root / "service"),
                                    "--log", str(self.root / "log/messages"),
                                    "--queue", str(self.root / "queue"),
-                                   "--users-group", "nogroup", "--mail", str(self.root / "mail")],
-                                  "admind", env)
+                                   "--users-group", "nogroup", "--mail", str(self.root / "mail"),
+                                   *admind_args]), "admind", env)
         wenv = dict(os.environ, POSTERN_CONF=str(self.conf), POSTERN_USERS=str(self.users),
                     POSTERN_THROTTLE=str(self.root / "run/throttle"),
                     POSTERN_WEB_STATE=str(self.root / "state"), POSTERN_ADMIND=str(self.sock),
