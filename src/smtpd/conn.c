@@ -27,7 +27,7 @@ static void conn_free(struct smtpd_conn *c)
 	struct smtpd *d = c->d;
 
 	smtp_server_end(&c->smtp);   /* aborts an open transaction */
-	session_free_txn(c);
+	session_release(c);
 	limits_release(d, c->addr);
 	free(c->tls);
 	free(c);

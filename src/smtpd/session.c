@@ -5,6 +5,7 @@
  * Maildir copies for local ones, 250 only after every fsync.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +27,69 @@ void session_free_txn(struct smtpd_conn *c)
 		return;
 	if (c->txn->spooling)
 		queue_spool_abort(&c->txn->sp);
-	free(c->txn);
+	/* Kept for the next MAIL: a transaction is ~90 KB, which musl's
+	 * malloc would mmap and munmap (page faults, TLB shootdowns across
+	 * the worker threads) once per message. */
+	if (c->spare)
+		free(c->txn);
+	else
+		c->spare = c->txn;
 	c->txn = NULL;
 	log_set_queue(&c->lf, NULL);
+}
+
+void session_release(struct smtpd_conn *c)
+{
+	session_free_txn(c);
+	free(c->spare);
+	c->spare = NULL;
+	if (c->ahead)
+		queue_spool_abort(c->ahead);   /* unlinks the unused tmp/ file */
+	free(c->ahead);
+	c->ahead = NULL;
+}
+
+void session_spool_ahead(struct smtpd_conn *c)
+{
+	if (!c->ahead) {
+		c->ahead = malloc(sizeof *c->ahead);
+		if (!c->ahead)
+			return;
+		c->ahead->fd = -1;
+	}
+	if (c->ahead->fd < 0 && queue_spool_open(&c->d->queue, c->ahead, time(NULL)) < 0)
+		c->ahead->fd = -1;
+}
+
+/* The spool for this DATA: the one opened ahead, or a new one. A crash
+ * leaves an unused one in tmp/ like any unfinished spool (queue_recover). */
+static int spool_open(struct smtpd_conn *c, struct queue_spool *sp)
+{
+	if (c->ahead && c->ahead->fd >= 0) {
+		memcpy(sp, c->ahead, offsetof(struct queue_spool, buf));   /* nothing buffered */
+		c->ahead->fd = -1;
+		return 0;
+	}
+	return queue_spool_open(&c->d->queue, sp, time(NULL));
+}
+
+/* A transaction, from the kept memory when there is some. Only the
+ * counters and fixed fields are cleared: the recipient arrays are filled
+ * entry by entry up to nrcpt / nlocal. */
+static struct smtpd_txn *txn_new(struct smtpd_conn *c)
+{
+	struct smtpd_txn *t = c->spare ? c->spare : calloc(1, sizeof *t);
+
+	c->spare = NULL;
+	if (!t)
+		return NULL;
+	memset(&t->sp, 0, offsetof(struct queue_spool, buf));
+	t->sp.fd = -1;
+	t->spooling = 0;
+	memset(&t->env, 0, offsetof(struct queue_env, rcpt));
+	t->env.notified = 0;
+	t->nlocal = 0;
+	return t;
 }
 
 enum smtp_verdict session_auth(struct smtpd_conn *c)
@@ -107,7 +168,7 @@ static enum smtp_verdict h_mail(void *ctx, struct smtp_server *s)
 		return SMTP_NO_SPACE;
 	}
 	session_free_txn(c);
-	c->txn = calloc(1, sizeof *c->txn);
+	c->txn = txn_new(c);
 	if (!c->txn)
 		return SMTP_TEMP_FAIL;
 	snprintf(c->txn->env.from, sizeof c->txn->env.from, "%s", s->txn.from);
@@ -179,7 +240,7 @@ static enum smtp_verdict h_data_start(void *ctx, struct smtp_server *s)
 
 	if (!t)
 		return SMTP_TEMP_FAIL;
-	if (queue_spool_open(&c->d->queue, &t->sp, time(NULL)) < 0) {
+	if (spool_open(c, &t->sp) < 0) {
 		log_msg(LOG_ERR, &c->lf, "spool: %s", strerror(errno));
 		return errno == ENOSPC || errno == EDQUOT ? SMTP_NO_SPACE : SMTP_TEMP_FAIL;
 	}

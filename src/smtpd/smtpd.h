@@ -21,6 +21,7 @@
 #include "deliver.h"
 #include "evloop.h"
 #include "log.h"
+#include "pool.h"
 #include "queue.h"
 #include "server.h"
 #include "smtp-proto.h"
@@ -56,22 +57,6 @@ struct smtpd_opts {
 	const char *listen[SMTPD_LISTEN_MAX];   /* "ADDR:PORT" per kind, or NULL */
 };
 
-/* The worker threads (worker.c). */
-struct smtpd_conn;
-struct smtpd_pool {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct smtpd_conn *todo[SMTPD_CONNS_MAX];   /* a ring */
-	size_t todo_head, todo_len;
-	struct smtpd_conn *done[SMTPD_CONNS_MAX];
-	size_t ndone;
-	int efd;                               /* eventfd: jobs came back */
-	struct evl_io io;
-	pthread_t th[SMTPD_WORKERS];
-	int nthreads;
-	int stopping;
-};
-
 /* Connections of one client address (limits.c). */
 struct smtpd_addr {
 	char addr[64];                         /* "" = unused */
@@ -95,7 +80,7 @@ struct smtpd {
 	char hostname[SMTP_HOSTNAME_MAX + 1];
 	struct smtpd_listener lis[SMTPD_LISTEN_MAX];
 	int nconns;
-	struct smtpd_pool pool;
+	struct pool pool;                      /* worker threads (worker.c) */
 	int jobs;                              /* in the pool: no reloads now */
 	int reload_pending;                    /* SIGHUP came while jobs ran */
 	struct smtpd_addr addrs[SMTPD_ADDRS_MAX];
@@ -125,6 +110,8 @@ struct smtpd_conn {
 	char addr[64];                         /* peer address without port */
 	struct sockaddr_storage sa;
 	struct smtpd_txn *txn;
+	struct smtpd_txn *spare;               /* the last one's memory, for the next MAIL */
+	struct queue_spool *ahead;             /* a spool file a worker opened for the next DATA */
 	int busy;                              /* a worker has this connection's job */
 	int job;                               /* enum smtpd_job */
 	char auth_user[SMTP_AUTH_USER_MAX + 1];
@@ -139,7 +126,14 @@ void conn_job_done(struct smtpd_conn *c);
 
 /* session.c */
 extern const struct smtp_hooks smtpd_hooks;
+/* Ends the open transaction (if any); its memory is kept for the next. */
 void session_free_txn(struct smtpd_conn *c);
+/* session_free_txn, and frees the kept memory (the connection ends). */
+void session_release(struct smtpd_conn *c);
+/* On a worker, after a login or a message: opens the spool file of the
+ * connection's next DATA ahead (creating a file is the costliest step
+ * left on the event loop). Best effort: DATA opens one itself otherwise. */
+void session_spool_ahead(struct smtpd_conn *c);
 /* The durable end of a message (spool fsync, queue, Maildirs): runs on a
  * worker thread, touching only c->txn and read-only shared state. */
 enum smtp_verdict session_finish(struct smtpd_conn *c);

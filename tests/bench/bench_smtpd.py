@@ -8,20 +8,23 @@ the same run. Prints msgs/s, the ratio, the peak RSS summed over every
 process of each server, and the load generator's own ceiling against a
 null server (STARTTLS + AUTH, discards the data).
 
+The load generator is tests/bench/smtpload.c (built here with gcc -O2
+against the host's OpenSSL): one thread per session, MAIL/RCPT/DATA
+pipelined where PIPELINING is offered, 250s after the final dot counted;
+`smtpload --sink` is the null server.
+
     /usr/bin/python3 tests/bench/bench_smtpd.py [--sessions N] [--per M]
 
-Needs root (Postfix's master), postfix, sasl2-bin (saslpasswd2), openssl.
+Needs root (Postfix's master), postfix, sasl2-bin (saslpasswd2), openssl, gcc and
+libssl-dev (smtpload).
 """
 import argparse
-import multiprocessing
 import os
 import pathlib
 import pwd
 import shutil
 import signal
-import smtplib
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -33,41 +36,36 @@ sys.path.insert(0, str(TOP / "tests" / "integration" / "peers" / "smtpd"))
 from smtpd_box import SmtpdBox, USERS  # noqa: E402
 from benchlib import build_daemon  # noqa: E402
 
-BODY = ("x" * 76 + "\r\n") * 130   # ~10 KB
-
-
-def message(n, i):
-    return (f"From: alice@example.com\r\nTo: bob@example.com\r\nSubject: bench {n}-{i}\r\n"
-            f"Message-ID: <{n}.{i}@bench>\r\nDate: Sun, 29 Nov 2026 00:00:00 +0000\r\n\r\n"
-            + BODY).encode()
-
-
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-# ---- the load generator: one process per session -------------------------------
-def session(args):
-    port, user, password, sender, rcpt, n, per = args
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    with smtplib.SMTP("127.0.0.1", port, timeout=120) as s:
-        s.starttls(context=ctx)
-        s.login(user, password)
-        for i in range(per):
-            s.sendmail(sender, [rcpt], message(n, i))
-    return per
+# ---- the load generator: tests/bench/smtpload.c -------------------------------
+def build_smtpload(out):
+    """The C load generator, host gcc -O2 against OpenSSL (a test tool)."""
+    subprocess.run(["gcc", "-std=c11", "-O2", "-Wall", "-D_DEFAULT_SOURCE", "-D_GNU_SOURCE",
+                    "-o", str(out), str(TOP / "tests" / "bench" / "smtpload.c"),
+                    "-lssl", "-lcrypto", "-lpthread"], check=True)
+    return out
+
+
+SMTPLOAD = None   # set by main()
 
 
 def load(port, user, password, sender, rcpt, sessions, per):
-    with multiprocessing.Pool(sessions) as pool:
-        t0 = time.time()
-        done = sum(pool.map(session, [(port, user, password, sender, rcpt, n, per)
-                                      for n in range(sessions)]))
-        return done, t0
+    """Runs smtpload: N sessions of STARTTLS + AUTH + per messages each,
+    pipelined where offered. Returns (messages that got their 250, the
+    wall-clock start of the sessions)."""
+    r = subprocess.run([str(SMTPLOAD), "--port", str(port), "--sessions", str(sessions),
+                        "--per", str(per), "--user", user, "--pass", password,
+                        "--from", sender, "--to", rcpt],
+                       capture_output=True, text=True, timeout=1800)
+    fields = dict(kv.split("=", 1) for kv in r.stdout.split()[1:] if "=" in kv)
+    if r.returncode != 0 or "accepted" not in fields:
+        raise RuntimeError(f"smtpload failed ({r.returncode}): {r.stdout}{r.stderr[-2000:]}")
+    return int(fields["accepted"]), float(fields["t0"])
 
 
 def count(d):
@@ -130,10 +128,10 @@ class PeakRss(threading.Thread):
 # ---- Postern ------------------------------------------------------------------
 def build_smtpd(out):
     return build_daemon("smtpd", out)
+
+
 def bench_postern(binary, sessions, per):
     box = SmtpdBox(str(binary), free_port(), free_port())
-    # production-strength hashes: the cost is paid once per process (cache)
-    from smtpd_box import pbkdf2_hash  # noqa: F401
     try:
         box.start()
         mon = PeakRss(box.proc.pid)
@@ -278,68 +276,20 @@ def bench_postfix(sessions, per):
         shutil.rmtree(d, ignore_errors=True)
 
 
-# ---- the null server: STARTTLS + AUTH, data discarded --------------------------
-def null_server(port, cert, key, ready):
-    import asyncio
-
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-
-    async def handle(reader, writer):
-        writer.write(b"220 null ESMTP\r\n")
-        in_data = False
-        while True:
-            line = await reader.readline()
-            if not line:
-                break
-            if in_data:
-                if line == b".\r\n":
-                    in_data = False
-                    writer.write(b"250 2.0.0 Ok\r\n")
-                continue
-            cmd = line[:4].upper()
-            if cmd == b"EHLO":
-                writer.write(b"250-null\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n")
-            elif cmd == b"STAR":
-                writer.write(b"220 2.0.0 go\r\n")
-                await writer.drain()
-                await writer.start_tls(ctx)
-            elif cmd == b"AUTH":
-                writer.write(b"235 2.7.0 ok\r\n")
-            elif cmd == b"DATA":
-                writer.write(b"354 go\r\n")
-                in_data = True
-            elif cmd == b"QUIT":
-                writer.write(b"221 bye\r\n")
-                await writer.drain()
-                break
-            else:
-                writer.write(b"250 2.0.0 Ok\r\n")
-            await writer.drain()
-        writer.close()
-
-    async def main():
-        srv = await asyncio.start_server(handle, "127.0.0.1", port)
-        ready.set()
-        async with srv:
-            await srv.serve_forever()
-
-    asyncio.run(main())
-
-
+# ---- the null server: smtpload --sink (STARTTLS + AUTH, data discarded) --------
 def bench_null(sessions, per, cert, key):
-    port = free_port()
-    ready = multiprocessing.Event()
-    p = multiprocessing.Process(target=null_server, args=(port, cert, key, ready), daemon=True)
-    p.start()
-    ready.wait(10)
+    p = subprocess.Popen([str(SMTPLOAD), "--sink", "--port", "0", "--cert", cert, "--key", key],
+                         stdout=subprocess.PIPE, text=True)
     try:
-        done, t0 = load(port, "alice", "x", "alice@example.com", "bob@example.com",
-                        sessions, per)
+        line = p.stdout.readline()   # "ready PORT": the readiness signal
+        if not line.startswith("ready "):
+            raise RuntimeError(f"smtpload --sink did not start: {line!r}")
+        done, t0 = load(int(line.split()[1]), "alice", "x", "alice@example.com",
+                        "bob@example.com", sessions, per)
         return done / (time.time() - t0)
     finally:
         p.terminate()
-        p.join()
+        p.wait()
 
 
 def main():
@@ -351,11 +301,14 @@ def main():
         sys.exit("bench_smtpd: needs root (Postfix)")
     work = pathlib.Path(tempfile.mkdtemp(prefix="smtpd-bench-"))
     try:
+        global SMTPLOAD
         binary = work / "smtpd"
         kind = build_smtpd(binary)
+        SMTPLOAD = build_smtpload(work / "smtpload")
         total = a.sessions * a.per
-        print(f"smtpd bench: {a.sessions} sessions x {a.per} messages of {len(message(0, 0))} "
-              f"bytes, STARTTLS + AUTH, until the last is in Maildir new/ (smtpd: {kind})")
+        print(f"smtpd bench: {a.sessions} sessions x {a.per} messages of ~10 KB, STARTTLS + "
+              f"AUTH, pipelined, until the last is in Maildir new/ (smtpd: {kind}; "
+              f"generator: smtpload.c; load average {open('/proc/loadavg').read().split()[0]})")
         prate, prss = bench_postern(binary, a.sessions, a.per)
         print(f"  postern: {prate:7.0f} msgs/s  peak RSS {prss / 1024:6.1f} MiB (1 process)")
         frate, frss = bench_postfix(a.sessions, a.per)
@@ -368,7 +321,7 @@ def main():
                         "-out", str(cert), "-subj", "/CN=localhost"], check=True,
                        capture_output=True)
         nrate = bench_null(a.sessions, a.per, str(cert), str(key))
-        print(f"  load generator ceiling (null server, Python asyncio): {nrate:7.0f} msgs/s")
+        print(f"  load generator ceiling (smtpload against its null sink): {nrate:7.0f} msgs/s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -120,15 +120,13 @@ class SmtpdBox:
                                (self.data / "queue" / "msg" / p.name).read_bytes())
         return out
 
-    def wait_quiet(self, timeout=5):
-        """Waits until the log stops growing (the daemon handled everything)."""
-        end, size = time.time() + timeout, -1
-        while time.time() < end:
-            s = self.log.stat().st_size
-            if s == size:
-                return
-            size = s
-            time.sleep(0.1)
+    def wait_log(self, text, timeout=60):
+        """Waits until smtpd has logged text (a readiness signal for what
+        has no reply of its own, e.g. a SIGHUP), failing after timeout."""
+        end = time.time() + timeout
+        while text not in self.log.read_text(errors="replace"):
+            assert time.time() < end, f"smtpd never logged {text!r}:\n{self.log.read_text()}"
+            time.sleep(0.05)
 
 
 def client_ctx():
