@@ -58,7 +58,7 @@ static int tls_active(const struct imapd_conn *c)
 void cmd_capability_list(struct imapd_conn *c)
 {
 	out_fmt(c, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
-		   "SPECIAL-USE CHILDREN APPENDLIMIT=%u", IMAP_APPEND_MAX);
+		   "SPECIAL-USE CHILDREN CONDSTORE APPENDLIMIT=%u", IMAP_APPEND_MAX);
 	/* c->tls, not tls_active: on 993 the greeting is queued before the
 	 * handshake ends, and it only ever leaves through TLS. */
 	if (c->state == ST_NOAUTH)
@@ -276,10 +276,14 @@ static int cmd_idle(struct imap_req *r)
 
 	if (imap_eol(&r->p) < 0)
 		return bad_args(r);
-	if (c->state == ST_SELECTED && mbox_update(c, 1) < 0)
-		return reply(r, "NO", "Mailbox unavailable");
+	/* The watch before the update: a change in between is an event, so
+	 * DONE needs no update when no event came (conn_idle_pending). */
 	if (c->state == ST_SELECTED && conn_idle_start(c) < 0)
 		log_msg(LOG_WARNING, &c->lf, "IDLE without inotify: updates at DONE");
+	if (c->state == ST_SELECTED && mbox_update(c, 1) < 0) {
+		conn_idle_stop(c);
+		return reply(r, "NO", "Mailbox unavailable");
+	}
 	c->idling = 1;
 	snprintf(c->idle_tag, sizeof c->idle_tag, "%s", r->tag);
 	out_fmt(c, "+ idling\r\n");
@@ -292,10 +296,12 @@ void cmd_line_while_waiting(struct imapd_conn *c, const char *line, size_t len)
 	struct imap_req r = { .c = c };
 
 	if (c->idling) {
+		int changed = conn_idle_pending(c);
+
 		snprintf(r.tag, sizeof r.tag, "%s", c->idle_tag);
 		conn_idle_stop(c);
 		if (len == 4 && strncasecmp(line, "DONE", 4) == 0) {
-			if (c->state == ST_SELECTED)
+			if (c->state == ST_SELECTED && changed)
 				mbox_update(c, 1);
 			reply(&r, "OK", "IDLE terminated");
 		} else {
@@ -318,19 +324,24 @@ static int cmd_id(struct imap_req *r)
 	return reply(r, "OK", "ID completed");
 }
 
+/* RFC 5161: ENABLED lists what this ENABLE turned on; CONDSTORE is the
+ * only extension we know (RFC 7162 3.1). */
 static int cmd_enable(struct imap_req *r)
 {
 	char cap[IMAP_ATOM_MAX];
+	int condstore = 0;
 
 	if (imap_sp(&r->p) < 0)
 		return bad_args(r);
 	do {
 		if (imap_atom(&r->p, cap, sizeof cap) < 0)
 			return bad_args(r);
+		condstore |= strcasecmp(cap, "CONDSTORE") == 0;
 	} while (imap_take(&r->p, ' '));
 	if (imap_eol(&r->p) < 0)
 		return bad_args(r);
-	out_fmt(r->c, "* ENABLED\r\n");   /* RFC 5161: nothing we know to enable yet */
+	out_fmt(r->c, "* ENABLED%s\r\n", condstore && !r->c->condstore ? " CONDSTORE" : "");
+	r->c->condstore |= condstore;
 	return reply(r, "OK", "ENABLE completed");
 }
 

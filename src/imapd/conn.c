@@ -12,6 +12,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -524,6 +526,18 @@ int conn_idle_start(struct imapd_conn *c)
 	return 0;
 }
 
+int conn_idle_pending(struct imapd_conn *c)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	int any = 0;
+
+	if (c->ifd < 0)
+		return 1;   /* not watched: anything may have changed */
+	while (read(c->ifd, buf, sizeof buf) > 0)
+		any = 1;
+	return any;
+}
+
 void conn_idle_stop(struct imapd_conn *c)
 {
 	if (c->ifd >= 0) {
@@ -564,6 +578,9 @@ void conn_accept(struct imapd *d, struct imapd_listener *l)
 
 	if (fd < 0)
 		return;
+	/* Each reply leaves whole (out_* buffers a command's answer): Nagle
+	 * would hold a reply's last segment for the client's delayed ACK. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 	if (d->nconns >= IMAPD_CONNS_MAX || !(c = calloc(1, sizeof *c))) {
 		close(fd);
 		return;

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -122,6 +123,30 @@ int msg_locate(struct imapd_conn *c, size_t i)
 	if (imap_index_path(&c->ix, i, path, sizeof path) == 0 && lstat(path, &st) == 0)
 		return 0;
 	return imap_index_relocate(&c->ix, i);
+}
+
+struct imap_index_txn *txn_get(struct imapd_conn *c)
+{
+	char err[256];
+
+	if (!c->txn && !(c->txn = imap_index_begin(&c->ix, err, sizeof err)))
+		log_msg(LOG_ERR, &c->lf, "%s", err);
+	return c->txn;
+}
+
+void txn_end(struct imapd_conn *c)
+{
+	char err[256];
+
+	if (c->txn && imap_index_commit(&c->ix, c->txn, err, sizeof err) < 0)
+		log_msg(LOG_ERR, &c->lf, "%s", err);
+	c->txn = NULL;
+}
+
+void out_condstore(struct imapd_conn *c, size_t i)
+{
+	if (c->condstore)
+		out_fmt(c, " MODSEQ (%llu)", (unsigned long long)c->ix.m[i].modseq);
 }
 
 /* ---- message text ---------------------------------------------------------------- */
@@ -419,20 +444,26 @@ static int body_part(struct imapd_conn *c, size_t i, struct msgfile *f, const ch
 	return out_section(c, f, s.off, s.len, s.len_n, start, partial ? count : UINT64_MAX);
 }
 
-static void set_seen(struct imapd_conn *c, struct imap_msg *m)
+/* BODY[] without .PEEK: \Seen set (one modseq for the command). 1 when
+ * the flags changed. */
+static int set_seen(struct imapd_conn *c, struct imap_msg *m)
 {
 	char letters[MAILDIR_FLAGS_MAX + 2], nn[300];
+	size_t i = (size_t)(m - c->ix.m);
 
-	if (c->readonly || strchr(m->flags, 'S') || msg_locate(c, (size_t)(m - c->ix.m)) < 0 ||
-	    strchr(m->flags, 'S'))
-		return;
+	if (c->readonly || strchr(m->flags, 'S') || msg_locate(c, i) < 0 || strchr(m->flags, 'S'))
+		return 0;
+	txn_get(c);   /* before the rename: the index lock orders it with syncs */
 	snprintf(letters, sizeof letters, "%sS", m->flags);
-	if (maildir_set_flags(c->ix.dir, m->name, letters, nn, sizeof nn) == 0) {
-		free(m->name);
-		m->name = strdup(nn);
-		m->in_new = 0;
-		snprintf(m->flags, sizeof m->flags, "%s", strchr(nn, ',') ? strrchr(nn, ',') + 1 : "");
-	}
+	if (maildir_set_flags(c->ix.dir, m->name, letters, nn, sizeof nn) < 0)
+		return 0;
+	free(m->name);
+	m->name = strdup(nn);
+	m->in_new = 0;
+	snprintf(m->flags, sizeof m->flags, "%s", strchr(nn, ',') ? strrchr(nn, ',') + 1 : "");
+	if (c->txn)
+		imap_index_txn_touch(c->txn, &c->ix, i);
+	return 1;
 }
 
 static void out_internaldate(struct imapd_conn *c, size_t i)
@@ -479,6 +510,8 @@ static int fetch_att(struct imapd_conn *c, size_t i, struct msgfile *f, const ch
 		out_fmt(c, "FLAGS %s", fl);
 	} else if (!strcasecmp(a, "INTERNALDATE")) {
 		out_internaldate(c, i);
+	} else if (!strcasecmp(a, "MODSEQ")) {   /* RFC 7162 3.1.4.1 */
+		out_fmt(c, "MODSEQ (%llu)", (unsigned long long)m->modseq);
 	} else if (!strcasecmp(a, "ENVELOPE") || !strcasecmp(a, "BODYSTRUCTURE") ||
 		   !strcasecmp(a, "BODY")) {
 		return structured(c, i, f, a);
@@ -506,15 +539,35 @@ static int fetch_att(struct imapd_conn *c, size_t i, struct msgfile *f, const ch
 	return 0;
 }
 
+static int has_att(char atts[][FETCH_ATT_MAX], int natts, const char *name)
+{
+	for (int k = 0; k < natts; k++)
+		if (!strcasecmp(atts[k], name))
+			return 1;
+	return 0;
+}
+
+/* The FETCH set \Seen: the new FLAGS (RFC 3501 6.4.5), and with CONDSTORE
+ * the MODSEQ (RFC 7162 3.2), unless asked for already. */
+static void seen_changed(struct imapd_conn *c, size_t i, char atts[][FETCH_ATT_MAX], int natts)
+{
+	char fl[FLAGS_TEXT_MAX];
+
+	if (!has_att(atts, natts, "FLAGS")) {
+		flags_imap(c->ix.m[i].flags, &c->kw, fl, sizeof fl);
+		out_fmt(c, " FLAGS %s", fl);
+	}
+	if (!has_att(atts, natts, "MODSEQ"))
+		out_condstore(c, i);
+}
+
 /* One message's FETCH response. */
 static int fetch_one(struct imapd_conn *c, size_t i, char atts[][FETCH_ATT_MAX], int natts,
 		     int seen)
 {
 	struct msgfile f = { .fd = -1 };
-	int rc = 0;
+	int rc = 0, changed = seen && set_seen(c, &c->ix.m[i]);
 
-	if (seen)
-		set_seen(c, &c->ix.m[i]);
 	out_fmt(c, "* %zu FETCH (", i + 1);
 	for (int k = 0; k < natts && rc == 0; k++) {
 		if (k)
@@ -523,6 +576,8 @@ static int fetch_one(struct imapd_conn *c, size_t i, char atts[][FETCH_ATT_MAX],
 	}
 	if (rc < 0)   /* RFC 3501 7.4.2 has no error item: end the response, fail the command */
 		out_fmt(c, "UID %u", c->ix.m[i].uid);
+	else if (changed)
+		seen_changed(c, i, atts, natts);
 	out_fmt(c, ")\r\n");
 	mf_close(&f);
 	return rc;
@@ -530,7 +585,7 @@ static int fetch_one(struct imapd_conn *c, size_t i, char atts[][FETCH_ATT_MAX],
 
 static int valid_att(const char *a)
 {
-	static const char *const simple[] = { "UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE",
+	static const char *const simple[] = { "UID", "FLAGS", "MODSEQ", "INTERNALDATE", "RFC822.SIZE",
 		"RFC822", "RFC822.HEADER", "RFC822.TEXT", "ENVELOPE", "BODYSTRUCTURE", "BODY" };
 	const char *lb = strchr(a, '['), *rb = strrchr(a, ']');
 	char sect[FETCH_ATT_MAX];
@@ -553,8 +608,9 @@ int cmd_fetch(struct imap_req *r)
 {
 	struct imapd_conn *c = r->c;
 	struct imap_seqset set;
-	static char atts[FETCH_ATTS_MAX + 1][FETCH_ATT_MAX];
+	static char atts[FETCH_ATTS_MAX + 3][FETCH_ATT_MAX];
 	int natts = 0, paren, seen = 0, rc = 0;
+	uint64_t since = 0;
 	size_t *pos, n;
 
 	if (imap_sp(&r->p) < 0 || imap_seqset(&r->p, &set) < 0)
@@ -571,10 +627,15 @@ int cmd_fetch(struct imap_req *r)
 		}
 		natts++;
 	} while (paren && imap_take(&r->p, ' '));
-	if ((paren && !imap_take(&r->p, ')')) || imap_eol(&r->p) < 0) {
+	if ((paren && !imap_take(&r->p, ')')) ||
+	    (imap_take(&r->p, ' ') && (imap_modifier(&r->p, "CHANGEDSINCE", &since) < 0 || !since)) ||
+	    imap_eol(&r->p) < 0) {
 		imap_seqset_free(&set);
 		return bad_args(r);
 	}
+	/* RFC 7162 3.1.4.1: CHANGEDSINCE implies MODSEQ; both enable CONDSTORE */
+	if (since && !has_att(atts, natts, "MODSEQ"))
+		strcpy(atts[natts++], "MODSEQ");
 	/* Macros (RFC 3501 6.4.5). */
 	if (natts == 1 && (!strcasecmp(atts[0], "ALL") || !strcasecmp(atts[0], "FAST") ||
 			   !strcasecmp(atts[0], "FULL"))) {
@@ -589,6 +650,7 @@ int cmd_fetch(struct imap_req *r)
 		if (full)
 			strcpy(atts[natts++], "BODY");
 	}
+	c->condstore |= has_att(atts, natts, "MODSEQ");
 	for (int k = 0; k < natts; k++) {
 		if (!valid_att(atts[k])) {
 			imap_seqset_free(&set);
@@ -611,78 +673,151 @@ int cmd_fetch(struct imap_req *r)
 	if (rc < 0)
 		return reply(r, "BAD", "Invalid message numbers");
 	for (size_t i = 0; i < n; i++)
-		if (fetch_one(c, pos[i], atts, natts, seen) < 0)
+		if ((!since || c->ix.m[pos[i]].modseq > since) &&
+		    fetch_one(c, pos[i], atts, natts, seen) < 0)
 			rc = -1;
+	txn_end(c);
 	free(pos);
 	if (rc < 0)
 		return reply(r, "NO", "Some messages could not be fetched");
 	return reply(r, "OK", "FETCH completed");
 }
 
+/* The flags STORE wants message m to have (mode: 0 FLAGS, 1 +FLAGS,
+ * -1 -FLAGS); \Recent ('P' here) is never the client's to set. */
+static void store_want(const struct imap_msg *m, const char *letters, int mode, char *want)
+{
+	size_t k = 0;
+
+	for (const char *f = "DFPRSTabcdefghijklmnopqrstuvwxyz"; *f; f++) {
+		int has = strchr(m->flags, *f) != NULL, in = strchr(letters, *f) != NULL;
+
+		if (mode == 0 ? (in || (has && *f == 'P')) : mode > 0 ? (has || in) : (has && !in))
+			want[k++] = *f;
+	}
+	want[k] = '\0';
+}
+
+/* What one STORE asks for. */
+struct store_req {
+	char letters[MAILDIR_FLAGS_MAX + 1];
+	int mode, silent;
+	uint64_t unchanged;           /* UNCHANGEDSINCE, or UINT64_MAX */
+	struct imap_buf modified;     /* RFC 7162 3.1.3: the MODIFIED set */
+};
+
+/* STORE on message i: 1 changed, 0 not, -1 refused by UNCHANGEDSINCE. */
+static int store_one(struct imapd_conn *c, size_t i, const struct store_req *q)
+{
+	struct imap_msg *m = &c->ix.m[i];
+	char want[MAILDIR_FLAGS_MAX + 1], nn[300];
+
+	msg_locate(c, i);   /* renamed by another client meanwhile? */
+	if (q->unchanged != UINT64_MAX &&
+	    (!c->txn || imap_index_txn_modseq(c->txn, &c->ix, i) > q->unchanged))
+		return -1;
+	store_want(m, q->letters, q->mode, want);
+	if (strcmp(want, m->flags) == 0 ||
+	    maildir_set_flags(c->ix.dir, m->name, want, nn, sizeof nn) < 0)
+		return 0;
+	free(m->name);
+	m->name = strdup(nn);
+	m->in_new = 0;
+	strcpy(m->flags, want);
+	if (c->txn)
+		imap_index_txn_touch(c->txn, &c->ix, i);
+	return 1;
+}
+
+/* STORE's arguments after the set: [SP "(UNCHANGEDSINCE n)"] SP item SP
+ * flags. 0, -1 syntax (answered BAD by the caller), -2 no keyword room. */
+static int store_args(struct imap_req *r, struct store_req *q)
+{
+	struct imapd_conn *c = r->c;
+	char item[32];
+	int rc;
+
+	q->unchanged = UINT64_MAX;
+	if (imap_sp(&r->p) < 0)
+		return -1;
+	if (imap_peek(&r->p) == '(') {
+		if (imap_modifier(&r->p, "UNCHANGEDSINCE", &q->unchanged) < 0 || imap_sp(&r->p) < 0)
+			return -1;
+		c->condstore = 1;   /* RFC 7162 3.1: an enabling command */
+	}
+	if (imap_atom(&r->p, item, sizeof item) < 0 || imap_sp(&r->p) < 0 ||
+	    (rc = flags_parse(&r->p, c->ix.dir, c->readonly ? NULL : &c->kw, q->letters,
+			      sizeof q->letters)) == -1 || imap_eol(&r->p) < 0)
+		return -1;
+	q->mode = item[0] == '+' ? 1 : item[0] == '-' ? -1 : 0;
+	q->silent = strcasestr(item, ".SILENT") != NULL;
+	if (strncasecmp(item + (q->mode != 0), "FLAGS", 5) != 0) {
+		r->p.err = "expected FLAGS, +FLAGS or -FLAGS";
+		return -1;
+	}
+	return rc;
+}
+
+/* The untagged FETCH of a stored message (RFC 3501 6.4.6; with
+ * UNCHANGEDSINCE even when .SILENT, RFC 7162 3.1.3). */
+static void store_reply(struct imap_req *r, size_t i, const struct store_req *q, int changed)
+{
+	struct imapd_conn *c = r->c;
+	char fl[FLAGS_TEXT_MAX];
+
+	if (q->silent && !(changed && q->unchanged != UINT64_MAX))
+		return;
+	flags_imap(c->ix.m[i].flags, &c->kw, fl, sizeof fl);
+	out_fmt(c, "* %zu FETCH (FLAGS %s", i + 1, fl);
+	if (r->uid)
+		out_fmt(c, " UID %u", c->ix.m[i].uid);
+	out_condstore(c, i);
+	out_fmt(c, ")\r\n");
+}
+
 int cmd_store(struct imap_req *r)
 {
 	struct imapd_conn *c = r->c;
 	struct imap_seqset set;
-	char item[32], letters[MAILDIR_FLAGS_MAX + 1], fl[FLAGS_TEXT_MAX], nn[300];
+	struct store_req q = { .modified = { 0 } };
 	size_t *pos, n;
-	int mode, silent, rc;
+	int rc;
 
 	if (imap_sp(&r->p) < 0 || imap_seqset(&r->p, &set) < 0)
 		return bad_args(r);
-	if (imap_sp(&r->p) < 0 || imap_atom(&r->p, item, sizeof item) < 0 || imap_sp(&r->p) < 0 ||
-	    (rc = flags_parse(&r->p, c->ix.dir, c->readonly ? NULL : &c->kw, letters,
-			      sizeof letters)) == -1 || imap_eol(&r->p) < 0) {
+	if ((rc = store_args(r, &q)) < 0 || c->readonly) {
 		imap_seqset_free(&set);
-		return bad_args(r);
-	}
-	if (rc == -2) {
-		imap_seqset_free(&set);
-		return reply(r, "NO", "[LIMIT] No room for another keyword in this mailbox");
-	}
-	mode = item[0] == '+' ? 1 : item[0] == '-' ? -1 : 0;
-	silent = strcasestr(item, ".SILENT") != NULL;
-	if (strncasecmp(item + (mode != 0), "FLAGS", 5) != 0) {
-		imap_seqset_free(&set);
-		return reply(r, "BAD", "Expected FLAGS, +FLAGS or -FLAGS");
-	}
-	if (c->readonly) {
-		imap_seqset_free(&set);
-		return reply(r, "NO", "[READ-ONLY] Mailbox is read-only");
+		return rc == -1 ? bad_args(r) : rc == -2
+		       ? reply(r, "NO", "[LIMIT] No room for another keyword in this mailbox")
+		       : reply(r, "NO", "[READ-ONLY] Mailbox is read-only");
 	}
 	rc = set_select(c, &set, r->uid, &pos, &n);
 	imap_seqset_free(&set);
 	if (rc < 0)
 		return reply(r, "BAD", "Invalid message numbers");
+	txn_get(c);   /* the lock before the renames: modseqs in order with syncs */
 	for (size_t i = 0; i < n; i++) {
-		struct imap_msg *m = &c->ix.m[pos[i]];
-		char want[MAILDIR_FLAGS_MAX + 1];
-		size_t k = 0;
+		int changed = store_one(c, pos[i], &q);
+		char num[16];
 
-		msg_locate(c, pos[i]);   /* renamed by another client meanwhile? */
-		for (const char *f = "DFPRSTabcdefghijklmnopqrstuvwxyz"; *f; f++) {
-			int has = strchr(m->flags, *f) != NULL, in = strchr(letters, *f) != NULL;
-
-			if (mode == 0 ? (in || (has && *f == 'P')) :
-			    mode > 0 ? (has || in) : (has && !in))
-				want[k++] = *f;
+		if (changed < 0) {
+			snprintf(num, sizeof num, "%s%u", q.modified.len ? "," : "",
+				 r->uid ? c->ix.m[pos[i]].uid : (uint32_t)pos[i] + 1);
+			imap_buf_puts(&q.modified, num);
+			continue;
 		}
-		want[k] = '\0';
-		if (strcmp(want, m->flags) != 0 &&
-		    maildir_set_flags(c->ix.dir, m->name, want, nn, sizeof nn) == 0) {
-			free(m->name);
-			m->name = strdup(nn);
-			m->in_new = 0;
-			strcpy(m->flags, want);
-		}
-		if (!silent) {
-			flags_imap(m->flags, &c->kw, fl, sizeof fl);
-			if (r->uid)
-				out_fmt(c, "* %zu FETCH (FLAGS %s UID %u)\r\n", pos[i] + 1, fl, m->uid);
-			else
-				out_fmt(c, "* %zu FETCH (FLAGS %s)\r\n", pos[i] + 1, fl);
-		}
+		store_reply(r, pos[i], &q, changed);
 	}
+	txn_end(c);
 	free(pos);
+	if (q.modified.len && !q.modified.oom) {   /* may be longer than reply() takes */
+		out_fmt(c, "%s OK [MODIFIED ", r->tag);
+		out_raw(c, q.modified.p, q.modified.len);
+		out_fmt(c, "] Conditional STORE failed\r\n");
+		imap_buf_free(&q.modified);
+		return 0;
+	}
+	imap_buf_free(&q.modified);
 	return reply(r, "OK", "STORE completed");
 }
 
@@ -693,7 +828,29 @@ struct search {
 	size_t i;                 /* the message */
 	struct text t;
 	int loaded;
+	int modseq;               /* a MODSEQ key was used (RFC 7162 3.1.5) */
 };
+
+/* MODSEQ [entry-name entry-type-req] mod-sequence-valzer (RFC 7162
+ * 3.1.5): messages whose modseq is at least the value. Flags have no
+ * modseqs of their own here: the entry names the message's. */
+static int search_modseq(struct imap_parser *p, struct search *s)
+{
+	char entry[128], type[16];
+	size_t el;
+	uint64_t v;
+
+	if (imap_peek(p) == '"') {
+		if (imap_string(p, entry, sizeof entry, &el) < 0 || imap_sp(p) < 0 ||
+		    imap_atom(p, type, sizeof type) < 0 || imap_sp(p) < 0 ||
+		    (strcasecmp(type, "priv") && strcasecmp(type, "shared") && strcasecmp(type, "all")))
+			return -1;
+	}
+	if (imap_modseq(p, &v) < 0)
+		return -1;
+	s->modseq = 1;
+	return s->c->ix.m[s->i].modseq >= v;
+}
 
 static int has_text(struct search *s, const char *hay, size_t len, const char *needle)
 {
@@ -830,6 +987,8 @@ static int key(struct imap_parser *p, struct search *s, int depth)
 	}
 	if (imap_sp(p) < 0)
 		return -1;
+	if (!strcasecmp(k, "MODSEQ"))
+		return search_modseq(p, s);
 	if (!strcasecmp(k, "UID")) {
 		if (imap_seqset(p, &set) < 0)
 			return -1;
@@ -899,6 +1058,8 @@ int cmd_search(struct imap_req *r)
 	struct imapd_conn *c = r->c;
 	size_t start;
 	char cs[32];
+	uint64_t maxms = 0;
+	int used = 0;
 
 	if (imap_sp(&r->p) < 0)
 		return bad_args(r);
@@ -916,7 +1077,7 @@ int cmd_search(struct imap_req *r)
 	out_fmt(c, "* SEARCH");
 	for (size_t i = 0; i < c->ix.n; i++) {
 		struct search s = { .c = c, .i = i };
-		int all = 1, k;
+		int all = 1, k = 0;
 
 		r->p.pos = start;
 		do {
@@ -931,7 +1092,14 @@ int cmd_search(struct imap_req *r)
 		}
 		if (all)
 			out_fmt(c, " %u", r->uid ? c->ix.m[i].uid : (uint32_t)(i + 1));
+		if (all && c->ix.m[i].modseq > maxms)
+			maxms = c->ix.m[i].modseq;
+		used |= s.modseq;
 	}
+	/* RFC 7162 3.1.5: the highest modseq of the messages found */
+	if (used && maxms)
+		out_fmt(c, " (MODSEQ %llu)", (unsigned long long)maxms);
+	c->condstore |= used;
 	out_fmt(c, "\r\n");
 	return reply(r, "OK", "SEARCH completed");
 }

@@ -26,6 +26,7 @@
 #include "imap-proto.h"
 #include "linebuf.h"
 #include "log.h"
+#include "pool.h"
 #include "maildir.h"
 #include "tls.h"
 #include "users.h"
@@ -90,23 +91,6 @@ struct imapd_opts {
 	int foreground, ready_fd;
 };
 
-/* The password-checking threads (auth.c): a ring of connections waiting for
- * a check, a list of finished ones, an eventfd that wakes the loop. */
-struct imapd_conn;
-struct imapd_pool {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct imapd_conn *todo[IMAPD_CONNS_MAX];
-	size_t todo_head, todo_len;
-	struct imapd_conn *done[IMAPD_CONNS_MAX];
-	size_t ndone;
-	int efd;
-	struct evl_io io;
-	pthread_t th[IMAPD_WORKERS];
-	int nthreads;
-	int stopping;
-};
-
 struct imapd {
 	struct imapd_opts o;
 	struct evloop loop;
@@ -115,7 +99,7 @@ struct imapd {
 	struct timespec users_mtime;
 	struct users_cache cache;
 	pthread_mutex_t cache_mu;   /* the cache is shared with the workers */
-	struct imapd_pool pool;
+	struct pool pool;           /* password checks, APPEND fsyncs (auth.c) */
 	int jobs;                   /* checks in the pool: the users stay loaded */
 	struct tls_server_config tls;
 	struct imapd_listener lis[2];
@@ -152,6 +136,10 @@ struct imapd_conn {
 	char mbox[IMAP_ATOM_MAX];      /* mUTF-7 name of the selected mailbox */
 	struct kw kw;                  /* its keywords */
 	int readonly;
+	/* RFC 7162: once enabled, untagged FETCHes of flag changes carry
+	 * UID and MODSEQ, until the connection ends. */
+	int condstore;
+	struct imap_index_txn *txn;    /* this command's own flag changes (fetch.c) */
 	/* IDLE (RFC 2177) */
 	int idling;
 	char idle_tag[IMAP_TAG_MAX + 1];
@@ -213,6 +201,9 @@ int out_file(struct imapd_conn *c, int fd, uint64_t off, uint64_t len, uint64_t 
 /* 1 while replies wait to be sent. */
 int out_pending(const struct imapd_conn *c);
 int conn_idle_start(struct imapd_conn *c);
+/* 1 when new/ or cur/ may have changed since the last update of an IDLE
+ * (inotify events not yet handled, or no watch); drains the events. */
+int conn_idle_pending(struct imapd_conn *c);
 void conn_idle_stop(struct imapd_conn *c);
 void conn_start_tls(struct imapd_conn *c);
 /* Runs the connection's I/O again (after a worker finished its job). */
@@ -267,6 +258,15 @@ int mbox_update(struct imapd_conn *c, int expunges);
 void mbox_unselect(struct imapd_conn *c);
 
 /* fetch.c */
+/* The selected mailbox's index transaction for this command's flag
+ * changes, begun on first use (NULL when the index cannot be locked);
+ * txn_end commits it. No index sync may run in between (the lock). */
+struct imap_index_txn *txn_get(struct imapd_conn *c);
+void txn_end(struct imapd_conn *c);
+/* " MODSEQ (m)" of message i, as RFC 7162 3.2 wants in the untagged
+ * FETCHes of flag changes once CONDSTORE is enabled; nothing before
+ * (Dovecot's shape: UID only where the command had it). */
+void out_condstore(struct imapd_conn *c, size_t i);
 int cmd_fetch(struct imap_req *r);
 int cmd_store(struct imap_req *r);
 int cmd_search(struct imap_req *r);

@@ -61,20 +61,39 @@ static int exists(const char *dir)
 	       S_ISDIR(st.st_mode);
 }
 
-static int mailbox_arg(struct imap_req *r, char *name, char *dir)
+/* " mailbox" (a space, then a mailbox name): 1 with the name and its
+ * directory; 0 when the command has been answered (BAD or NO), with the
+ * command's return value in *rc. */
+static int sp_mailbox_arg(struct imap_req *r, char *name, char *dir, int *rc)
 {
 	size_t n;
 
-	if (imap_astring(&r->p, name, IMAP_ATOM_MAX, &n) < 0)
-		return bad_args(r);
-	if (mbox_dir(r->c, name, dir, IMAPD_PATH_MAX) < 0)
-		return reply(r, "NO", "[CANNOT] Invalid mailbox name");
+	if (imap_sp(&r->p) < 0 || imap_astring(&r->p, name, IMAP_ATOM_MAX, &n) < 0) {
+		*rc = bad_args(r);
+		return 0;
+	}
+	if (mbox_dir(r->c, name, dir, IMAPD_PATH_MAX) < 0) {
+		*rc = reply(r, "NO", "[CANNOT] Invalid mailbox name");
+		return 0;
+	}
+	return 1;
+}
+
+/* sp_mailbox_arg for commands whose only argument is the mailbox. */
+static int only_mailbox_arg(struct imap_req *r, char *name, char *dir, int *rc)
+{
+	if (!sp_mailbox_arg(r, name, dir, rc))
+		return 0;
+	if (imap_eol(&r->p) < 0) {
+		*rc = bad_args(r);
+		return 0;
+	}
 	return 1;
 }
 
 /* ---- updates of the selected mailbox ----------------------------------------- */
 
-struct old { uint32_t uid; char flags[MAILDIR_FLAGS_MAX + 1]; };
+struct old { uint32_t uid; uint64_t modseq; char flags[MAILDIR_FLAGS_MAX + 1]; };
 
 int mbox_update(struct imapd_conn *c, int expunges)
 {
@@ -91,6 +110,7 @@ int mbox_update(struct imapd_conn *c, int expunges)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
 		o[i].uid = c->ix.m[i].uid;
+		o[i].modseq = c->ix.m[i].modseq;
 		strcpy(o[i].flags, c->ix.m[i].flags);
 	}
 	if (imap_index_sync(&c->ix, err, sizeof err) < 0) {
@@ -109,9 +129,13 @@ int mbox_update(struct imapd_conn *c, int expunges)
 		if (k < 0)
 			continue;
 		j++;
-		if (strcmp(c->ix.m[k].flags, o[i].flags) != 0) {
+		/* RFC 7162 3.2: with CONDSTORE, a new modseq alone is news too */
+		if (strcmp(c->ix.m[k].flags, o[i].flags) != 0 ||
+		    (c->condstore && c->ix.m[k].modseq != o[i].modseq)) {
 			flags_imap(c->ix.m[k].flags, &c->kw, fl, sizeof fl);
-			out_fmt(c, "* %ld FETCH (UID %u FLAGS %s)\r\n", k + 1, o[i].uid, fl);
+			out_fmt(c, "* %ld FETCH (UID %u FLAGS %s", k + 1, o[i].uid, fl);
+			out_condstore(c, (size_t)k);
+			out_fmt(c, ")\r\n");
 		}
 	}
 	if (c->ix.n != j || c->ix.n != n)
@@ -130,6 +154,23 @@ void mbox_unselect(struct imapd_conn *c)
 
 /* ---- SELECT, EXAMINE, STATUS ------------------------------------------------- */
 
+/* RFC 4466 2.1 select-params: only "(CONDSTORE)" (RFC 7162 3.1.8), which
+ * enables CONDSTORE; then the end of the command. */
+static int select_params(struct imap_req *r)
+{
+	char param[32];
+
+	if (imap_take(&r->p, ' ')) {
+		if (!imap_take(&r->p, '(') || imap_atom(&r->p, param, sizeof param) < 0 ||
+		    strcasecmp(param, "CONDSTORE") != 0 || !imap_take(&r->p, ')')) {
+			r->p.err = "unknown SELECT parameter";
+			return -1;
+		}
+		r->c->condstore = 1;
+	}
+	return imap_eol(&r->p);
+}
+
 int cmd_select(struct imap_req *r)
 {
 	struct imapd_conn *c = r->c;
@@ -138,11 +179,9 @@ int cmd_select(struct imap_req *r)
 	int rc = 0;
 
 	mbox_unselect(c);   /* RFC 3501 6.3.1: even when this SELECT fails */
-	if (imap_sp(&r->p) < 0)
-		return bad_args(r);
-	if ((rc = mailbox_arg(r, name, dir)) <= 0)
-		return rc < 0 ? rc : 0;
-	if (imap_eol(&r->p) < 0)
+	if (!sp_mailbox_arg(r, name, dir, &rc))
+		return rc;
+	if (select_params(r) < 0)
 		return bad_args(r);
 	if (!exists(dir))
 		return reply(r, "NO", "[NONEXISTENT] No such mailbox");
@@ -172,8 +211,18 @@ int cmd_select(struct imap_req *r)
 		out_fmt(c, "* OK [UNSEEN %zu] First unseen\r\n", unseen);
 	out_fmt(c, "* OK [UIDVALIDITY %u] UIDs valid\r\n* OK [UIDNEXT %u] Predicted next UID\r\n",
 		c->ix.uidvalidity, c->ix.uidnext);
+	/* RFC 7162 3.1.2.1: every mailbox keeps modseqs, so never NOMODSEQ. */
+	out_fmt(c, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
+		(unsigned long long)c->ix.highestmodseq);
 	return reply(r, "OK", "[%s] %s completed", c->readonly ? "READ-ONLY" : "READ-WRITE",
 		     c->readonly ? "EXAMINE" : "SELECT");
+}
+
+/* RFC 7162 3.1.6: STATUS HIGHESTMODSEQ, a CONDSTORE enabling command. */
+static void status_modseq(struct imapd_conn *c, const struct imap_index *ix)
+{
+	c->condstore = 1;
+	out_fmt(c, "HIGHESTMODSEQ %llu", (unsigned long long)ix->highestmodseq);
 }
 
 int cmd_status(struct imap_req *r)
@@ -183,10 +232,8 @@ int cmd_status(struct imap_req *r)
 	size_t unseen = 0;
 	int rc = 0, first = 1;
 
-	if (imap_sp(&r->p) < 0)
-		return bad_args(r);
-	if ((rc = mailbox_arg(r, name, dir)) <= 0)
-		return rc < 0 ? rc : 0;
+	if (!sp_mailbox_arg(r, name, dir, &rc))
+		return rc;
 	if (imap_sp(&r->p) < 0 || !imap_take(&r->p, '('))
 		return bad_args(r);
 	if (!exists(dir))
@@ -213,6 +260,7 @@ int cmd_status(struct imap_req *r)
 		else if (!strcasecmp(item, "UIDNEXT")) out_fmt(r->c, "UIDNEXT %u", ix.uidnext);
 		else if (!strcasecmp(item, "UIDVALIDITY")) out_fmt(r->c, "UIDVALIDITY %u", ix.uidvalidity);
 		else if (!strcasecmp(item, "UNSEEN")) out_fmt(r->c, "UNSEEN %zu", unseen);
+		else if (!strcasecmp(item, "HIGHESTMODSEQ")) status_modseq(r->c, &ix);
 		else out_fmt(r->c, "%s NIL", item);
 	}
 	out_fmt(r->c, ")\r\n");
@@ -415,12 +463,8 @@ int cmd_create(struct imap_req *r)
 	char name[IMAP_ATOM_MAX], dir[IMAPD_PATH_MAX];
 	int rc = 0;
 
-	if (imap_sp(&r->p) < 0)
-		return bad_args(r);
-	if ((rc = mailbox_arg(r, name, dir)) <= 0)
-		return rc < 0 ? rc : 0;
-	if (imap_eol(&r->p) < 0)
-		return bad_args(r);
+	if (!only_mailbox_arg(r, name, dir, &rc))
+		return rc;
 	if (name[strlen(name) - 1] == '.')   /* RFC 3501 6.3.3: a trailing delimiter */
 		name[strlen(name) - 1] = '\0';
 	if (strcasecmp(name, "INBOX") == 0 || exists(dir))
@@ -454,12 +498,8 @@ int cmd_delete(struct imap_req *r)
 	char name[IMAP_ATOM_MAX], dir[IMAPD_PATH_MAX];
 	int rc = 0, dfd;
 
-	if (imap_sp(&r->p) < 0)
-		return bad_args(r);
-	if ((rc = mailbox_arg(r, name, dir)) <= 0)
-		return rc < 0 ? rc : 0;
-	if (imap_eol(&r->p) < 0)
-		return bad_args(r);
+	if (!only_mailbox_arg(r, name, dir, &rc))
+		return rc;
 	if (strcasecmp(name, "INBOX") == 0)
 		return reply(r, "NO", "[CANNOT] INBOX cannot be deleted");
 	if (!exists(dir))
@@ -479,16 +519,8 @@ int cmd_rename(struct imap_req *r)
 	char from[IMAP_ATOM_MAX], to[IMAP_ATOM_MAX], fdir[IMAPD_PATH_MAX], tdir[IMAPD_PATH_MAX];
 	int rc = 0;
 
-	if (imap_sp(&r->p) < 0)
-		return bad_args(r);
-	if ((rc = mailbox_arg(r, from, fdir)) <= 0)
-		return rc < 0 ? rc : 0;
-	if (imap_sp(&r->p) < 0)
-		return bad_args(r);
-	if ((rc = mailbox_arg(r, to, tdir)) <= 0)
-		return rc < 0 ? rc : 0;
-	if (imap_eol(&r->p) < 0)
-		return bad_args(r);
+	if (!sp_mailbox_arg(r, from, fdir, &rc) || !only_mailbox_arg(r, to, tdir, &rc))
+		return rc;
 	if (strcasecmp(from, "INBOX") == 0)
 		return reply(r, "NO", "[CANNOT] Renaming INBOX is not supported");
 	if (!exists(fdir))
@@ -505,12 +537,8 @@ int cmd_subscribe(struct imap_req *r)
 	char name[IMAP_ATOM_MAX], dir[IMAPD_PATH_MAX];
 	int rc = 0, add = strncasecmp(r->p.s + strlen(r->tag) + 1, "SUBSCRIBE", 9) == 0;
 
-	if (imap_sp(&r->p) < 0)
-		return bad_args(r);
-	if ((rc = mailbox_arg(r, name, dir)) <= 0)
-		return rc < 0 ? rc : 0;
-	if (imap_eol(&r->p) < 0)
-		return bad_args(r);
+	if (!only_mailbox_arg(r, name, dir, &rc))
+		return rc;
 	if (strcasecmp(name, "INBOX") == 0)
 		strcpy(name, "INBOX");
 	if (add && !exists(dir))   /* RFC 3501 6.3.6 lets a server refuse this */
@@ -640,10 +668,8 @@ int cmd_append(struct imap_req *r)
 	time_t when = 0;
 	int rc = 0;
 
-	if (imap_sp(&r->p) < 0)
-		return bad_args(r);
-	if ((rc = mailbox_arg(r, name, dir)) <= 0)
-		return rc < 0 ? rc : 0;
+	if (!sp_mailbox_arg(r, name, dir, &rc))
+		return rc;
 	if (imap_sp(&r->p) < 0)
 		return bad_args(r);
 	if (imap_peek(&r->p) == '(') {
@@ -673,7 +699,7 @@ int cmd_append(struct imap_req *r)
 void append_work(struct append_job *j)
 {
 	j->rc = store_message(j->dir, j->data, j->len, j->flags, j->when, j->file, sizeof j->file);
-	if (j->rc == 0)
+	if (j->rc == 0 && imap_index_add(j->dir, j->file, &j->uid, &j->validity) < 0)
 		j->uid = uid_of(j->dir, j->file, &j->validity);
 }
 
@@ -792,10 +818,9 @@ int cmd_copy(struct imap_req *r)
 
 	if (imap_sp(&r->p) < 0 || imap_seqset(&r->p, &set) < 0)
 		return bad_args(r);
-	rc = imap_sp(&r->p) < 0 ? bad_args(r) : mailbox_arg(r, name, dir);
-	if (rc <= 0 || imap_eol(&r->p) < 0) {
+	if (!only_mailbox_arg(r, name, dir, &rc)) {
 		imap_seqset_free(&set);
-		return rc <= 0 ? rc : bad_args(r);
+		return rc;
 	}
 	if (!exists(dir) || (move && c->readonly)) {
 		imap_seqset_free(&set);

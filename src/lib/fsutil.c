@@ -145,6 +145,34 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 	return fs_write_atomic_owned(path, data, len, mode, (uid_t)-1, (gid_t)-1);
 }
 
+int fs_write_replace(const char *path, const void *data, size_t len, mode_t mode)
+{
+	char dir[FS_PATH_MAX], tmp[FS_PATH_MAX];
+	const char *base;
+	int fd, n, saved;
+
+	if (split_path(path, dir, sizeof dir, &base) < 0)
+		return -1;
+	n = snprintf(tmp, sizeof tmp, "%s/.%s" FS_TEMP_SUFFIX FS_TEMP_X, dir, base);
+	if (n < 0 || (size_t)n >= sizeof tmp) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if ((fd = mkstemp(tmp)) < 0)
+		return -1;
+	if (fchmod(fd, mode) < 0 || write_all(fd, data, len) < 0) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+	} else if (close(fd) == 0 && rename(tmp, path) == 0) {
+		return 0;
+	}
+	saved = errno;
+	unlink(tmp);
+	errno = saved;
+	return -1;
+}
+
 int fs_write_atomic_owned(const char *path, const void *data, size_t len, mode_t mode,
 			  uid_t uid, gid_t gid)
 {

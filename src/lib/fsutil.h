@@ -64,6 +64,10 @@ ssize_t fs_read_file(const char *path, char *buf, size_t cap);
  * them). Returns 0, or -1 (the temp file is removed).
  */
 int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* fs_write_atomic without the fsyncs: readers still see the old file or
+ * the new one, never a part, but a crash may bring the old one back. For
+ * state that can be rebuilt (imap-index's flag modseqs). 0 or -1. */
+int fs_write_replace(const char *path, const void *data, size_t len, mode_t mode);
 
 /* fs_write_atomic, and the temp file is fchown'ed to uid:gid before anything
  * is written to it ((uid_t)-1 / (gid_t)-1 leave that part unchanged). */

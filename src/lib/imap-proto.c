@@ -302,6 +302,35 @@ int imap_nznumber(struct imap_parser *p, uint32_t *out)
 	return *out ? 0 : perr(p, "expected a non-zero number");
 }
 
+int imap_modseq(struct imap_parser *p, uint64_t *out)
+{
+	uint64_t v = 0;
+	size_t start = p->pos;
+	int ch;
+
+	while ((ch = imap_peek(p)) >= '0' && ch <= '9') {
+		v = v * 10 + (uint64_t)(ch - '0');
+		if (v > IMAP_MODSEQ_MAX)
+			return perr(p, "mod-sequence too large");
+		p->pos++;
+	}
+	if (p->pos == start)
+		return perr(p, "expected a mod-sequence");
+	*out = v;
+	return 0;
+}
+
+int imap_modifier(struct imap_parser *p, const char *name, uint64_t *out)
+{
+	char atom[32];
+
+	if (!imap_take(p, '(') || imap_atom(p, atom, sizeof atom) < 0 ||
+	    strcasecmp(atom, name) != 0 || imap_sp(p) < 0 || imap_modseq(p, out) < 0 ||
+	    !imap_take(p, ')'))
+		return perr(p, "invalid modifier");
+	return 0;
+}
+
 /* "{n}" / "{n+}" CRLF: the literal's place and size. */
 static int literal_head(struct imap_parser *p, size_t *start, size_t *n)
 {

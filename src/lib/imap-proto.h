@@ -60,6 +60,7 @@
 #define IMAP_SEQ_STAR UINT32_MAX      /* '*' in a sequence set */
 #define IMAP_SEQSET_MAX 65536         /* ranges in one sequence set */
 #define IMAP_ERR_MAX 96               /* bytes of an error text */
+#define IMAP_MODSEQ_MAX ((UINT64_C(1) << 63) - 1)   /* RFC 7162 7: 63-bit mod-sequences */
 
 /* ---- 1. assembly ----------------------------------------------------------- */
 
@@ -129,6 +130,12 @@ int imap_fetch_token(struct imap_parser *p, char *out, size_t cap);
 /* A number (RFC 3501 9 "number", 32 bits) / nz-number. */
 int imap_number(struct imap_parser *p, uint32_t *out);
 int imap_nznumber(struct imap_parser *p, uint32_t *out);
+/* An RFC 7162 mod-sequence-valzer (0 .. IMAP_MODSEQ_MAX); callers that
+ * need a mod-sequence-value check for 0. */
+int imap_modseq(struct imap_parser *p, uint64_t *out);
+/* A one-item modifier list "(NAME value)" as RFC 7162 adds to FETCH
+ * (CHANGEDSINCE) and STORE (UNCHANGEDSINCE), NAME matched without case. */
+int imap_modifier(struct imap_parser *p, const char *name, uint64_t *out);
 /* A string (quoted or literal), astring (also an atom with ']'), nstring
  * (also NIL: *out_len = SIZE_MAX), copied NUL-terminated into out. A NUL
  * byte is refused. */

@@ -45,7 +45,18 @@ static void tokens(char *s, size_t len)
 
 		if (imap_sp(&p) < 0 && !imap_take(&p, '(') && !imap_take(&p, ')'))
 			return;
-		if (imap_peek(&p) == '{' && (p.pos & 1)) {
+		if (imap_peek(&p) == '(' && (p.pos & 2)) {   /* RFC 7162 modifiers */
+			uint64_t ms;
+
+			if (imap_modifier(&p, (p.pos & 4) ? "UNCHANGEDSINCE" : "CHANGEDSINCE", &ms) == 0 &&
+			    ms > IMAP_MODSEQ_MAX)
+				abort();
+		} else if (imap_peek(&p) >= '0' && imap_peek(&p) <= '9' && (p.pos & 2)) {
+			uint64_t ms;
+
+			if (imap_modseq(&p, &ms) == 0 && ms > IMAP_MODSEQ_MAX)
+				abort();
+		} else if (imap_peek(&p) == '{' && (p.pos & 1)) {
 			if (imap_literal_ref(&p, &lit, &n) < 0)
 				return;
 		} else if (imap_seqset(&p, &set) == 0) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -271,6 +272,207 @@ static void t_settled_fast_path(void)
 	imap_index_free(&a);
 }
 
+/* RFC 7162: every delivery, flag change (by anyone) and expunge raises
+ * HIGHESTMODSEQ; a sync that finds nothing new leaves it. */
+static void t_modseq(void)
+{
+	struct imap_index a, b;
+	char err[256], newname[300], path[1024];
+	uint64_t h0, h1, h2, h3;
+
+	setup("modseq");
+	deliver(3);
+	fresh_sync(&a);
+	h0 = a.highestmodseq;
+	CHECK(h0 >= 1);
+	for (size_t i = 0; i < a.n; i++)
+		CHECK(a.m[i].modseq >= 1 && a.m[i].modseq <= h0);
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	CHECK_EQ(a.highestmodseq, h0);   /* nothing changed */
+	/* another process changes flags: the next sync notices */
+	CHECK_EQ(maildir_set_flags(root, a.m[1].name, "S", newname, sizeof newname), 0);
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	h1 = a.highestmodseq;
+	CHECK(h1 > h0);
+	/* from the clock: above anything given before a crash lost the index */
+	CHECK(h1 >= (uint64_t)(time(NULL) - 60) * 1000000u);
+	CHECK_EQ(a.m[1].modseq, h1);
+	CHECK(a.m[0].modseq <= h0 && a.m[2].modseq <= h0);
+	/* a delivery */
+	deliver(1);
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	h2 = a.highestmodseq;
+	CHECK(h2 > h1);
+	CHECK_EQ(a.m[3].modseq, h2);
+	CHECK_EQ(a.m[1].modseq, h1);
+	/* an expunge */
+	CHECK_EQ(imap_index_path(&a, 0, path, sizeof path), 0);
+	CHECK_EQ(unlink(path), 0);
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	h3 = a.highestmodseq;
+	CHECK(h3 > h2);
+	/* kept across restarts */
+	fresh_sync(&b);
+	CHECK_EQ(b.highestmodseq, h3);
+	CHECK_EQ(b.n, a.n);
+	for (size_t i = 0; i < b.n; i++)
+		CHECK_EQ(b.m[i].modseq, a.m[i].modseq);
+	imap_index_free(&a);
+	imap_index_free(&b);
+}
+
+/* A version 1 index is upgraded: same UIDVALIDITY and UIDs, modseqs
+ * start, the file is rewritten as version 2. */
+static void t_upgrade_v1(void)
+{
+	struct imap_index a;
+	char text[8192], base[300];
+	size_t len = 0;
+
+	setup("upgrade");
+	deliver(3);
+	/* the UIDs an old imapd gave: 7, 9, 12 */
+	struct imap_index tmp;
+	fresh_sync(&tmp);
+	len += (size_t)snprintf(text + len, sizeof text - len, "postern-uids 1 4242 20\n");
+	for (size_t i = 0; i < tmp.n; i++) {
+		snprintf(base, sizeof base, "%.*s", (int)tmp.m[i].baselen, tmp.m[i].name);
+		len += (size_t)snprintf(text + len, sizeof text - len, "%u %s\n",
+					i == 0 ? 7 : i == 1 ? 9 : 12, base);
+	}
+	len += (size_t)snprintf(text + len, sizeof text - len, "end 4242 20\n");
+	imap_index_free(&tmp);
+	write_index(text);
+	fresh_sync(&a);
+	CHECK_EQ(a.uidvalidity, 4242);
+	CHECK_EQ(a.uidnext, 20);
+	CHECK(!a.repaired);
+	CHECK_EQ(a.n, 3);
+	CHECK_EQ(a.m[0].uid, 7);
+	CHECK_EQ(a.m[1].uid, 9);
+	CHECK_EQ(a.m[2].uid, 12);
+	for (size_t i = 0; i < a.n; i++)
+		CHECK_EQ(a.m[i].modseq, 1);
+	CHECK(strncmp(read_index(), "postern-uids 2 4242 20 ", 23) == 0);
+	imap_index_free(&a);
+	fresh_sync(&a);   /* and read back as version 2 */
+	CHECK_EQ(a.uidvalidity, 4242);
+	CHECK_EQ(a.m[2].uid, 12);
+	CHECK_EQ(a.m[2].modseq, 1);
+	imap_index_free(&a);
+}
+
+/* A version this code does not know is never read as one it knows. */
+static void t_unknown_version(void)
+{
+	struct imap_index a;
+
+	setup("version");
+	deliver(1);
+	write_index("postern-uids 3 4242 20 5 x\n7 1 -S 123.M1P1.host\nend 4242 20 5 x\n");
+	fresh_sync(&a);
+	CHECK(a.repaired);
+	CHECK(a.uidvalidity != 4242);
+	CHECK_EQ(a.m[0].uid, 1);
+	imap_index_free(&a);
+	/* version 2 lines under a version 1 header: damage, not a misread */
+	setup("mixed");
+	deliver(1);
+	fresh_sync(&a);
+	imap_index_free(&a);
+	{
+		char text[1024], *line2 = strchr(read_index(), '\n') + 1;
+
+		snprintf(text, sizeof text, "postern-uids 1 4242 20\n%.*send 4242 20\n",
+			 (int)(strchr(line2, '\n') + 1 - line2), line2);
+		write_index(text);
+	}
+	fresh_sync(&a);
+	CHECK_EQ(a.uidvalidity, 4242);
+	CHECK(a.repaired);
+	CHECK_EQ(a.m[0].uid, 20);   /* its line unreadable: a new UID, none reused */
+	imap_index_free(&a);
+}
+
+/* This process's own changes: one transaction, one new modseq, recorded so
+ * the next sync does not count them again; UNCHANGEDSINCE sees renames by
+ * others that the file has not recorded yet. */
+static void t_txn(void)
+{
+	struct imap_index a, b;
+	struct imap_index_txn *t;
+	char err[256], nn[300];
+	uint64_t h0, ms;
+
+	setup("txn");
+	deliver(3);
+	fresh_sync(&a);
+	h0 = a.highestmodseq;
+	CHECK((t = imap_index_begin(&a, err, sizeof err)) != NULL);
+	CHECK_EQ(imap_index_txn_modseq(t, &a, 0), a.m[0].modseq);
+	CHECK_EQ(maildir_set_flags(root, a.m[0].name, "F", nn, sizeof nn), 0);
+	free(a.m[0].name);
+	a.m[0].name = strdup(nn);
+	a.m[0].in_new = 0;
+	strcpy(a.m[0].flags, "F");
+	imap_index_txn_touch(t, &a, 0);
+	ms = a.m[0].modseq;
+	CHECK(ms > h0);
+	CHECK_EQ(imap_index_txn_modseq(t, &a, 0), ms);
+	CHECK_EQ(imap_index_commit(&a, t, err, sizeof err), 0);
+	CHECK_EQ(a.highestmodseq, ms);
+	fresh_sync(&b);
+	CHECK_EQ(b.highestmodseq, ms);   /* not counted twice */
+	CHECK_EQ(b.m[0].modseq, ms);
+	CHECK_STREQ(b.m[0].flags, "F");
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	CHECK_EQ(a.highestmodseq, ms);
+	/* b renames message 1; a's transaction must see it as changed */
+	CHECK_EQ(maildir_set_flags(root, b.m[1].name, "S", nn, sizeof nn), 0);
+	CHECK_EQ(imap_index_relocate(&a, 1), 0);
+	CHECK((t = imap_index_begin(&a, err, sizeof err)) != NULL);
+	CHECK(imap_index_txn_modseq(t, &a, 1) > ms);
+	CHECK_EQ(imap_index_commit(&a, t, err, sizeof err), 0);
+	imap_index_free(&a);
+	imap_index_free(&b);
+}
+
+/* APPEND's shortcut: the next UID and a new modseq without a listing; a
+ * later sync agrees; a name already indexed keeps its UID. */
+static void t_add(void)
+{
+	struct imap_index a, b;
+	char path[1024], name[] = "1800000000.M1P1Q1.test,S=5:2,S";
+	uint32_t uid = 0, v = 0, uid2 = 0;
+	int fd;
+
+	setup("add");
+	deliver(2);
+	fresh_sync(&a);
+	snprintf(path, sizeof path, "%s/cur/%s", root, name);
+	CHECK((fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600)) >= 0);
+	CHECK_EQ(write(fd, "x\r\n\r\n", 5), 5);
+	close(fd);
+	CHECK_EQ(imap_index_add(root, name, &uid, &v), 0);
+	CHECK_EQ(uid, 3);
+	CHECK_EQ(v, a.uidvalidity);
+	CHECK_EQ(imap_index_add(root, name, &uid2, &v), 0);
+	CHECK_EQ(uid2, 3);
+	fresh_sync(&b);
+	CHECK_EQ(b.n, 3);
+	CHECK_EQ(b.m[2].uid, 3);
+	CHECK_STREQ(b.m[2].flags, "S");
+	CHECK_EQ(b.m[2].modseq, b.highestmodseq);
+	CHECK(b.highestmodseq > a.highestmodseq);
+	CHECK_EQ(b.uidnext, 4);
+	imap_index_free(&a);
+	imap_index_free(&b);
+	/* an old-version file: refused, a full sync must do it */
+	write_index("postern-uids 1 4242 20\nend 4242 20\n");
+	CHECK_EQ(imap_index_add(root, name, &uid, &v), -1);
+	CHECK_EQ(uid, 0);
+}
+
 int main(void)
 {
 	RUN(t_stable_across_restart);
@@ -281,5 +483,10 @@ int main(void)
 	RUN(t_many);
 	RUN(t_relocate);
 	RUN(t_settled_fast_path);
+	RUN(t_modseq);
+	RUN(t_upgrade_v1);
+	RUN(t_unknown_version);
+	RUN(t_txn);
+	RUN(t_add);
 	return check_done();
 }

@@ -220,6 +220,40 @@ static void t_mutf7(void)
 	CHECK_EQ(imap_mutf7_encode("Entw\xc3\xbcrfe", out, 8), -1);   /* small buffer */
 }
 
+/* RFC 7162: 63-bit mod-sequences and the one-item modifier lists of
+ * FETCH (CHANGEDSINCE) and STORE (UNCHANGEDSINCE). */
+static void t_modseq(void)
+{
+	struct imap_parser p;
+	uint64_t v = 7;
+	char max[] = "9223372036854775807", over[] = "9223372036854775808", zero[] = "0";
+	char mod[] = "(changedsince 12345678901)", other[] = "(UNCHANGEDSINCE 5)";
+	char noval[] = "(CHANGEDSINCE)", open[] = "(CHANGEDSINCE 5", huge[] = "(CHANGEDSINCE 99999999999999999999)";
+
+	imap_parser_init(&p, max, strlen(max));
+	CHECK_EQ(imap_modseq(&p, &v), 0);
+	CHECK_EQ(v, IMAP_MODSEQ_MAX);
+	imap_parser_init(&p, over, strlen(over));
+	CHECK_EQ(imap_modseq(&p, &v), -1);
+	imap_parser_init(&p, zero, strlen(zero));
+	CHECK_EQ(imap_modseq(&p, &v), 0);   /* mod-sequence-valzer */
+	CHECK_EQ(v, 0);
+	imap_parser_init(&p, mod, strlen(mod));
+	CHECK_EQ(imap_modifier(&p, "CHANGEDSINCE", &v), 0);
+	CHECK_EQ(v, 12345678901ull);
+	CHECK_EQ(p.pos, strlen(mod));
+	imap_parser_init(&p, other, strlen(other));
+	CHECK_EQ(imap_modifier(&p, "CHANGEDSINCE", &v), -1);
+	CHECK(p.err != NULL);
+	imap_parser_init(&p, noval, strlen(noval));
+	CHECK_EQ(imap_modifier(&p, "CHANGEDSINCE", &v), -1);
+	imap_parser_init(&p, open, strlen(open));
+	CHECK_EQ(imap_modifier(&p, "CHANGEDSINCE", &v), -1);
+	imap_parser_init(&p, huge, strlen(huge));
+	CHECK_EQ(imap_modifier(&p, "CHANGEDSINCE", &v), -1);
+	CHECK(p.pos <= p.len);
+}
+
 int main(void)
 {
 	RUN(t_assemble_simple);
@@ -228,5 +262,6 @@ int main(void)
 	RUN(t_token_errors);
 	RUN(t_seqset);
 	RUN(t_mutf7);
+	RUN(t_modseq);
 	return check_done();
 }
