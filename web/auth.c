@@ -326,7 +326,8 @@ void pg_setup(struct cgi *c)
 	if (setup_submit(c) == 0) {
 		throttle_success(c->throttle, WEB_SETUP_THROTTLE_KEY, c->remote, c->now);
 		session_start(c, form(c, "admin"), 1);
-		redirect(c, "/?saved=1");
+		if (!lan_moved(c, "Set up this box", "/login"))
+			redirect(c, "/?saved=1");
 		return;
 	}
 	if (field_error(c, "code"))

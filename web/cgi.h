@@ -114,6 +114,9 @@ void button_form(struct cgi *c, const char *action, const char *label, const cha
 		 const char *value, const char *op);
 void page_forbidden(struct cgi *c, const char *why);
 void page_not_found(struct cgi *c);
+/* After a save that moved the LAN address (admind's reply names it): a page
+ * that sends the admin to https://NEW-ADDRESS + next; 1 if shown, else 0. */
+int lan_moved(struct cgi *c, const char *title, const char *next);
 
 /* ---- pages ---- */
 void pg_login(struct cgi *c);

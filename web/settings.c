@@ -286,22 +286,23 @@ static const struct spage *find_page(const char *path)
 }
 
 /* The LAN address moved (admind answered "lan-address ADDR"): the old
- * address is gone, so a redirect would not reach us; say where to go. */
-static int lan_moved(struct cgi *c)
+ * address is gone, so a redirect would not reach us; say where to go
+ * (https://ADDR + next). Returns 1 when it showed that page. */
+int lan_moved(struct cgi *c, const char *title, const char *next)
 {
 	const char *d = c->rep.ok && c->rep.data ? strstr(c->rep.data, "lan-address ") : NULL;
 	char addr[64];
 
 	if (!d || sscanf(d + 12, "%63[0-9.]", addr) != 1)
 		return 0;
-	page_begin(c, 200, "Network and DHCP");
+	page_begin(c, 200, title);
 	html_out(stdout, "<section role=\"status\"><h2>The LAN address has changed</h2>"
 		 "<p class=\"notice\">The box now answers at <strong>%s</strong>. The old "
 		 "address no longer works, so this page ends here: continue at "
-		 "<a href=\"https://%s/network\">https://%s/</a>.</p><p>If your computer took "
+		 "<a href=\"https://%s%s\">https://%s/</a>.</p><p>If your computer took "
 		 "its address from the box, it needs a new lease in the new network first "
 		 "(reconnect its cable or Wi-Fi, or restart it).</p></section>\n",
-		 addr, addr, addr);
+		 addr, addr, next, addr);
 	page_end(c);
 	return 1;
 }
@@ -322,7 +323,7 @@ void pg_settings(struct cgi *c)
 	} else if (c->post) {
 		if (save_fields(c, "", p->s, p->n, "smarthost.pass") == 0) {
 			char loc[64];
-			if (lan_moved(c))
+			if (lan_moved(c, "Network and DHCP", "/network"))
 				return;
 			snprintf(loc, sizeof loc, "%s?saved=1", p->path);
 			redirect(c, loc);

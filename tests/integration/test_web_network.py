@@ -300,3 +300,18 @@ def test_static_wan_and_firewall_apply(box):
     log = box.svlog.read_text()
     assert "down wan-dhcp" in log and "restart smtpd" not in log and "hup dnsd" in log
     assert " inet 192.168.10.1/24 " in box.addrs()
+
+
+def test_setup_wizard_moving_the_lan_says_where_to_go(box):
+    """The first-boot wizard may set another LAN address: it applies at once
+    like the network page, and admind's answer names the new address, so the
+    wizard's last page sends the admin there (web/auth.c, lan_moved) instead
+    of redirecting to the address that is gone."""
+    (box.tmp / "etc/setup-code").write_text("WIZARD7\n")
+    ans = box.admind("setup", "WIZARD7", "admin", "Admin-pw-1", "mail-domain", "example.com",
+                     "lan.address", "192.168.30.1/24",
+                     "lan.dhcp-range", "192.168.30.100 192.168.30.120")
+    assert ans == "ok\nlan-address 192.168.30.1\n", ans + (box.tmp / "admind.log").read_text()
+    addrs = box.addrs()
+    assert " inet 192.168.30.1/24 " in addrs and "192.168.10.1" not in addrs
+    assert "mail-domain" in box.conf.read_text() and "admin" in (box.tmp / "etc/users").read_text()
