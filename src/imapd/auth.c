@@ -10,7 +10,7 @@
  *
  * A worker touches only the connection's job fields (job_user, job_pass,
  * verdict), c->lf and c->addr (read-only while busy), the users cache
- * under d->cache_mu, the throttle file (flock'ed) and d->users, which the
+ * (it locks itself, never during the KDF), the throttle file (flock'ed) and d->users, which the
  * loop does not replace while d->jobs > 0 (imapd_refresh_users waits).
  * A connection that closes while busy is unlinked but freed only when its
  * job comes back (c->dead).
@@ -33,9 +33,7 @@ int auth_check(struct imapd_conn *c)
 		log_msg(LOG_NOTICE, &c->lf, "login throttled");
 		return AUTH_THROTTLED;
 	}
-	pthread_mutex_lock(&d->cache_mu);
 	ok = users_verify_cached(&d->users, &d->cache, c->job_user, c->job_pass, now);
-	pthread_mutex_unlock(&d->cache_mu);
 	if (!ok) {
 		throttle_fail(d->o.throttle, c->job_user, c->addr, now);
 		log_msg(LOG_NOTICE, &c->lf, "login failed for %.64s", c->job_user);

@@ -98,7 +98,6 @@ struct imapd {
 	struct users_db users;
 	struct timespec users_mtime;
 	struct users_cache cache;
-	pthread_mutex_t cache_mu;   /* the cache is shared with the workers */
 	struct pool pool;           /* password checks, APPEND fsyncs (auth.c) */
 	int jobs;                   /* checks in the pool: the users stay loaded */
 	struct tls_server_config tls;

@@ -187,7 +187,6 @@ int main(int argc, char **argv)
 	users_init(&d.users);
 	imapd_refresh_users(&d);
 	users_cache_init(&d.cache);
-	pthread_mutex_init(&d.cache_mu, NULL);
 	if (tls_server_config_load(&d.tls, d.o.cert, d.o.key, err, sizeof err) < 0)
 		log_die(EXIT_TEMP, "TLS certificate: %s", err);
 	if (evl_init(&d.loop, d.heap, IMAPD_TIMERS_MAX) < 0)

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
@@ -980,6 +981,7 @@ int users_verify(const struct users_db *db, const char *user, const char *passwo
 void users_cache_init(struct users_cache *c)
 {
 	memset(c, 0, sizeof *c);
+	pthread_mutex_init(&c->mu, NULL);
 	c->ready = random_bytes(c->key, sizeof c->key) == 0;
 }
 
@@ -997,27 +999,45 @@ static void cache_tag(const struct users_cache *c, const struct users_entry *e,
 	br_hmac_out(&hc, tag);
 }
 
+/* Is tag a live entry? Else *oldest: the slot to replace. Under c->mu. */
+static int cache_find(struct users_cache *c, const unsigned char tag[32], time_t now,
+		      size_t *oldest)
+{
+	*oldest = 0;
+	for (size_t i = 0; i < USERS_CACHE_SLOTS; i++) {
+		if (c->slot[i].expires > now && ct_equal(c->slot[i].tag, tag, 32))
+			return 1;
+		if (c->slot[i].expires < c->slot[*oldest].expires)
+			*oldest = i;
+	}
+	return 0;
+}
+
 int users_verify_cached(const struct users_db *db, struct users_cache *c,
 			const char *user, const char *password, time_t now)
 {
 	const struct users_entry *e = login_user(db, user);
 	unsigned char tag[32];
-	size_t oldest = 0;
+	size_t oldest;
+	int hit;
 
 	if (!c->ready || !e || strcmp(e->hash, "!") == 0 ||
 	    strlen(password) > USERS_PASSWORD_MAX)
 		return users_verify(db, user, password);
 	cache_tag(c, e, password, tag);
-	for (size_t i = 0; i < USERS_CACHE_SLOTS; i++) {
-		if (c->slot[i].expires > now && ct_equal(c->slot[i].tag, tag, sizeof tag))
-			return 1;
-		if (c->slot[i].expires < c->slot[oldest].expires)
-			oldest = i;
-	}
-	if (users_check_hash(e->hash, password) != 1)
+	pthread_mutex_lock(&c->mu);
+	hit = cache_find(c, tag, now, &oldest);
+	pthread_mutex_unlock(&c->mu);
+	if (hit)
+		return 1;
+	if (users_check_hash(e->hash, password) != 1)   /* the KDF: unlocked */
 		return 0;
-	memcpy(c->slot[oldest].tag, tag, sizeof tag);
-	c->slot[oldest].expires = now + USERS_CACHE_TTL;
+	pthread_mutex_lock(&c->mu);
+	if (!cache_find(c, tag, now, &oldest)) {        /* another thread may have */
+		memcpy(c->slot[oldest].tag, tag, sizeof tag);
+		c->slot[oldest].expires = now + USERS_CACHE_TTL;
+	}
+	pthread_mutex_unlock(&c->mu);
 	return 1;
 }
 

@@ -28,6 +28,7 @@
 #ifndef POSTERN_USERS_H
 #define POSTERN_USERS_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -70,6 +71,7 @@ struct users_db {
 struct users_cache {
 	int ready;                        /* 0: no random key, cache unused */
 	unsigned char key[32];
+	pthread_mutex_t mu;               /* the slots, never held during a KDF */
 	struct {
 		unsigned char tag[32];
 		time_t expires;
@@ -172,7 +174,9 @@ void users_cache_init(struct users_cache *c);
  * USERS_CACHE_TTL seconds (clock `now`) is accepted without the KDF. The
  * cache keeps only HMAC-SHA256(random key, user, stored hash, password),
  * never the password; a changed password hash invalidates the entry.
- * Failures are never cached.
+ * Failures are never cached. Safe to call from several threads at once:
+ * the cache locks only its slot table, so the KDFs of several logins run
+ * in parallel (the caller keeps db unchanged meanwhile).
  */
 int users_verify_cached(const struct users_db *db, struct users_cache *c,
 			const char *user, const char *password, time_t now);

@@ -202,7 +202,6 @@ int main(int argc, char **argv)
 	users_init(&d.users);
 	smtpd_refresh_users(&d);
 	users_cache_init(&d.cache);
-	pthread_mutex_init(&d.cache_mu, NULL);
 	if (tls_server_config_load(&d.tls, d.o.srv.cert, d.o.srv.key, err, sizeof err) < 0)
 		log_die(EXIT_TEMP, "TLS certificate: %s", err);
 	d.have_tls = 1;

@@ -104,9 +104,7 @@ enum smtp_verdict session_auth(struct smtpd_conn *c)
 			wait);
 		return SMTP_AUTH_THROTTLED;
 	}
-	pthread_mutex_lock(&d->cache_mu);
 	ok = users_verify_cached(&d->users, &d->cache, c->auth_user, c->auth_pass, now);
-	pthread_mutex_unlock(&d->cache_mu);
 	if (!ok) {
 		throttle_fail(d->o.srv.throttle, c->auth_user, c->addr, now);
 		log_msg(LOG_NOTICE, &c->lf, "auth failed user=%.64s", c->auth_user);

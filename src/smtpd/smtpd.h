@@ -73,7 +73,6 @@ struct smtpd {
 	struct users_db users;
 	struct timespec users_mtime;
 	struct users_cache cache;
-	pthread_mutex_t cache_mu;              /* the cache is shared by workers */
 	struct queue queue;
 	struct tls_server_config tls;
 	int have_tls;

@@ -12,7 +12,7 @@
  * time.
  *
  * A worker touches only the connection's job (c->txn or c->auth_*, c->lf
- * for logging), the users cache under d->cache_mu, and read-only shared
+ * for logging), the users cache (it locks itself), and read-only shared
  * state (users, configuration, queue descriptors). The main thread does
  * not replace the users or the configuration while jobs run (d->jobs > 0:
  * reloads wait), and a connection that drops meanwhile is only marked dead
