@@ -29,17 +29,17 @@ int auth_check(struct imapd_conn *c)
 	time_t now = time(NULL);
 	int ok;
 
-	if (throttle_check(d->o.throttle, c->job_user, c->addr, now) > 0) {
+	if (throttle_check(d->o.srv.throttle, c->job_user, c->addr, now) > 0) {
 		log_msg(LOG_NOTICE, &c->lf, "login throttled");
 		return AUTH_THROTTLED;
 	}
 	ok = users_verify_cached(&d->users, &d->cache, c->job_user, c->job_pass, now);
 	if (!ok) {
-		throttle_fail(d->o.throttle, c->job_user, c->addr, now);
+		throttle_fail(d->o.srv.throttle, c->job_user, c->addr, now);
 		log_msg(LOG_NOTICE, &c->lf, "login failed for %.64s", c->job_user);
 		return AUTH_FAILED;
 	}
-	throttle_success(d->o.throttle, c->job_user, c->addr, now);
+	throttle_success(d->o.srv.throttle, c->job_user, c->addr, now);
 	return AUTH_OK;
 }
 

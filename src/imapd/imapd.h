@@ -2,7 +2,8 @@
  * imapd.h - the IMAP server's shared declarations (docs/imapd.8.md).
  *
  * One process, one event loop (evloop.h), many connections. Roles by file:
- *   main.c    options, users (re)loading, listeners, privilege drop, loop
+ *   main.c    options, listeners, users, privilege drop, loop: on the
+ *             servers' shared plumbing (server.h)
  *   conn.c    one connection: socket/TLS bytes <-> lines and literals
  *             (imap-proto.h), output buffer, timeouts, IDLE's inotify
  *   cmd.c     the state enum and dispatch table; any-state and
@@ -27,6 +28,7 @@
 #include "linebuf.h"
 #include "log.h"
 #include "pool.h"
+#include "server.h"
 #include "maildir.h"
 #include "tls.h"
 #include "users.h"
@@ -35,7 +37,6 @@
 #define IMAPD_CONNS_PER_USER 20         /* logged-in connections per user */
 #define IMAPD_CONNS_PER_ADDR 50         /* connections per client address */
 #define IMAPD_TIMERS_MAX (2 * IMAPD_CONNS_MAX + 8)
-#define IMAPD_BACKLOG 64
 #define IMAPD_IN_MAX (IMAP_LINE_MAX + LINEBUF_SLACK)
 #define IMAPD_OUT_HIGH (256u << 10)     /* stop reading commands above this */
 #define IMAPD_TIMEOUT_AUTH_MS (60 * 1000)        /* before login */
@@ -85,10 +86,12 @@ struct imapd_listener {
 	struct imapd *d;
 };
 
+/* Options: the servers' common ones (server.h: --users, --throttle,
+ * --cert, --key, --user, --ready-fd, -f), then imapd's own. */
 struct imapd_opts {
-	const char *users, *mail_root, *throttle, *cert, *key, *run_user;
-	const char *listen[2];
-	int foreground, ready_fd;
+	struct server_opts srv;
+	const char *mail_root;         /* --mail */
+	const char *listen[2];         /* --imap, --imaps ("" = off) */
 };
 
 struct imapd {

@@ -9,17 +9,12 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <syslog.h>
-#include <unistd.h>
 
 #include "imapd.h"
-#include "privdrop.h"
 
 #define EXIT_PERM 100
 #define EXIT_TEMP 111
@@ -29,67 +24,39 @@ static const char usage_text[] =
 	"             [--key FILE] [--user NAME] [--imap ADDR:PORT] [--imaps ADDR:PORT]\n"
 	"             [--ready-fd N]\n";
 
+/* imapd's own options (server_args.own). */
+static int own_opt(void *ctx, int ch, const char *arg)
+{
+	struct imapd_opts *o = ctx;
+
+	switch (ch) {
+	case 'm': o->mail_root = arg; return 1;
+	case '1': o->listen[IMAPD_PLAIN] = arg; return 1;
+	case '2': o->listen[IMAPD_IMAPS] = arg; return 1;
+	default: return 0;
+	}
+}
+
 static void parse_args(struct imapd_opts *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "users", 1, NULL, 'u' }, { "mail", 1, NULL, 'm' },
-		{ "throttle", 1, NULL, 't' }, { "cert", 1, NULL, 'C' },
-		{ "key", 1, NULL, 'K' }, { "user", 1, NULL, 'U' },
-		{ "imap", 1, NULL, '1' }, { "imaps", 1, NULL, '2' },
-		{ "ready-fd", 1, NULL, 'r' }, { "foreground", 0, NULL, 'f' },
+		SERVER_LONGOPTS_BASE,
+		{ "mail", 1, NULL, 'm' }, { "imap", 1, NULL, '1' }, { "imaps", 1, NULL, '2' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int ch;
+	const struct server_args args = { SERVER_SHORTOPTS_BASE, longopts, usage_text,
+					  own_opt, o };
 
-	*o = (struct imapd_opts){
-		.users = "/data/etc/users", .mail_root = "/data/mail",
-		.throttle = "/run/postern/throttle", .cert = "/data/secrets/tls/server.crt",
-		.key = "/data/secrets/tls/server.key", .ready_fd = -1,
-		.listen = { "0.0.0.0:143", "0.0.0.0:993" },
-	};
-	while ((ch = getopt_long(argc, argv, "fu:", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'f': o->foreground = 1; break;
-		case 'u': o->users = optarg; break;
-		case 'm': o->mail_root = optarg; break;
-		case 't': o->throttle = optarg; break;
-		case 'C': o->cert = optarg; break;
-		case 'K': o->key = optarg; break;
-		case 'U': o->run_user = optarg; break;
-		case '1': o->listen[IMAPD_PLAIN] = optarg; break;
-		case '2': o->listen[IMAPD_IMAPS] = optarg; break;
-		case 'r': o->ready_fd = atoi(optarg); break;
-		default:
-			fputs(usage_text, stderr);
-			exit(EXIT_PERM);
-		}
-	}
-	if (optind != argc) {
-		fputs(usage_text, stderr);
-		exit(EXIT_PERM);
-	}
+	*o = (struct imapd_opts){ .mail_root = "/data/mail",
+				  .listen = { "0.0.0.0:143", "0.0.0.0:993" } };
+	server_parse_args(&o->srv, &args, argc, argv);
 }
 
 void imapd_refresh_users(struct imapd *d)
 {
-	struct stat st;
-	struct users_db fresh;
-	char err[256];
-
 	if (d->jobs > 0)
 		return;   /* workers read the users now (auth.c): later */
-	if (stat(d->o.users, &st) < 0)
-		st.st_mtim = (struct timespec){ 0, 0 };
-	if (st.st_mtim.tv_sec == d->users_mtime.tv_sec &&
-	    st.st_mtim.tv_nsec == d->users_mtime.tv_nsec)
-		return;
-	if (users_load(&fresh, d->o.users, err, sizeof err) < 0) {
-		log_msg(LOG_ERR, NULL, "%s: %s (keeping the previous users)", d->o.users, err);
-		return;
-	}
-	users_free(&d->users);
-	d->users = fresh;
-	d->users_mtime = st.st_mtim;
+	server_users_refresh(&d->users, &d->users_mtime, d->o.srv.users);
 }
 
 static void on_signal(struct evloop *l, int signo, void *ctx)
@@ -103,38 +70,6 @@ static void on_signal(struct evloop *l, int signo, void *ctx)
 	}
 	log_msg(LOG_INFO, NULL, "signal %d: stopping", signo);
 	evl_stop(l, 0);
-}
-
-/* "ADDR:PORT" or "[V6]:PORT" into a listening non-blocking socket. */
-static int listen_on(const char *spec)
-{
-	char host[128];
-	const char *port;
-	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
-				  .ai_socktype = SOCK_STREAM }, *ai;
-	int fd, one = 1;
-	const char *colon = spec[0] == '[' ? strstr(spec, "]:") : strrchr(spec, ':');
-
-	if (!colon || (size_t)(colon - spec) >= sizeof host)
-		return -1;
-	if (spec[0] == '[')
-		snprintf(host, sizeof host, "%.*s", (int)(colon - spec - 1), spec + 1);
-	else
-		snprintf(host, sizeof host, "%.*s", (int)(colon - spec), spec);
-	port = colon + (spec[0] == '[' ? 2 : 1);
-	if (getaddrinfo(host, port, &hints, &ai) != 0)
-		return -1;
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-			bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, IMAPD_BACKLOG) < 0)) {
-		int e = errno;
-
-		close(fd);
-		fd = -1;
-		errno = e;
-	}
-	freeaddrinfo(ai);
-	return fd;
 }
 
 static void on_listen(struct evloop *l, struct evl_io *io, unsigned events)
@@ -156,23 +91,12 @@ static void open_listeners(struct imapd *d)
 		d->lis[k].d = d;
 		if (!spec || !*spec)
 			continue;
-		if ((d->lis[k].fd = listen_on(spec)) < 0)
+		d->lis[k].fd = server_listen_io(&d->loop, &d->lis[k].io, spec, on_listen, &d->lis[k]);
+		if (d->lis[k].fd < 0)
 			log_die(EXIT_TEMP, "cannot listen on %s: %s", spec, strerror(errno));
-		evl_io_init(&d->lis[k].io, d->lis[k].fd, on_listen, &d->lis[k]);
-		if (evl_io_set(&d->loop, &d->lis[k].io, EVL_READ) < 0)
-			log_die(EXIT_TEMP, "event loop: %s", strerror(errno));
 		log_msg(LOG_INFO, NULL, "listening on %s (%s)", spec,
 			k == IMAPD_PLAIN ? "imap, STARTTLS" : "imaps, implicit TLS");
 	}
-}
-
-/* Network parsers never run as root (DESIGN.md): drop after binding. */
-static void drop_privileges(const char *name)
-{
-	char err[256];
-
-	if (priv_drop(name, err, sizeof err) < 0)
-		log_die(EXIT_PERM, "%s", err);
 }
 
 int main(int argc, char **argv)
@@ -183,27 +107,23 @@ int main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	parse_args(&d.o, argc, argv);
-	log_open("imapd", LOG_MAIL, d.o.foreground ? LOG_DEST_STDERR : LOG_DEST_SYSLOG);
+	log_open("imapd", LOG_MAIL, d.o.srv.foreground ? LOG_DEST_STDERR : LOG_DEST_SYSLOG);
 	users_init(&d.users);
 	imapd_refresh_users(&d);
 	users_cache_init(&d.cache);
-	if (tls_server_config_load(&d.tls, d.o.cert, d.o.key, err, sizeof err) < 0)
+	if (tls_server_config_load(&d.tls, d.o.srv.cert, d.o.srv.key, err, sizeof err) < 0)
 		log_die(EXIT_TEMP, "TLS certificate: %s", err);
 	if (evl_init(&d.loop, d.heap, IMAPD_TIMERS_MAX) < 0)
 		log_die(EXIT_TEMP, "event loop: %s", strerror(errno));
 	open_listeners(&d);
-	drop_privileges(d.o.run_user);
-	evl_signal(&d.loop, SIGTERM, on_signal, &d);
-	evl_signal(&d.loop, SIGINT, on_signal, &d);
-	evl_signal(&d.loop, SIGHUP, on_signal, &d);
-	/* Threads after evl_signal: they inherit the blocked signals, so
+	server_drop_or_die(d.o.srv.run_user, EXIT_PERM);
+	/* Before the threads: they inherit the blocked signals, so
 	 * SIGTERM/SIGHUP reach the loop's signalfd, never a worker. */
+	if (server_signals(&d.loop, on_signal, &d) < 0)
+		log_die(EXIT_TEMP, "signals: %s", strerror(errno));
 	if (pool_start(&d) < 0)
 		log_msg(LOG_WARNING, NULL, "no worker threads: password checks block the loop");
-	if (d.o.ready_fd >= 0) {
-		(void)!write(d.o.ready_fd, "\n", 1);
-		close(d.o.ready_fd);
-	}
+	server_ready(&d.o.srv.ready_fd);
 	log_msg(LOG_INFO, NULL, "ready");
 	code = evl_run(&d.loop);
 	conn_close_all(&d);

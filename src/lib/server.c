@@ -2,13 +2,19 @@
  * server.c - plumbing shared by the network servers (see server.h).
  */
 #include <errno.h>
+#include <getopt.h>
 #include <netdb.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
+#include "log.h"
+#include "privdrop.h"
 #include "server.h"
 
 void server_opts_defaults(struct server_opts *o)
@@ -33,6 +39,22 @@ int server_opt(struct server_opts *o, int ch, const char *arg)
 	case SERVER_OPT_HOSTNAME: o->hostname = arg; return 1;
 	case SERVER_OPT_READY_FD: o->ready_fd = atoi(arg); return 1;
 	default: return 0;
+	}
+}
+
+void server_parse_args(struct server_opts *o, const struct server_args *a,
+		       int argc, char **argv)
+{
+	int ch;
+
+	server_opts_defaults(o);
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, a->shortopts, a->longopts, NULL)) != -1)
+		if (!server_opt(o, ch, optarg) && !a->own(a->ctx, ch, optarg))
+			break;
+	if (ch != -1 || optind != argc) {
+		fputs(a->usage, stderr);
+		exit(SERVER_EXIT_USAGE);
 	}
 }
 
@@ -100,4 +122,60 @@ void server_ready(int *fd)
 	(void)!write(*fd, "\n", 1);
 	close(*fd);
 	*fd = -1;
+}
+
+int server_listen_io(struct evloop *loop, struct evl_io *io, const char *spec,
+		     evl_io_cb cb, void *ctx)
+{
+	int fd = server_listen(spec, SERVER_BACKLOG);
+
+	if (fd < 0)
+		return -1;
+	evl_io_init(io, fd, cb, ctx);
+	if (evl_io_set(loop, io, EVL_READ) < 0) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+int server_users_refresh(struct users_db *db, struct timespec *mtime, const char *path)
+{
+	struct stat st;
+	struct users_db fresh;
+	char err[256];
+
+	if (stat(path, &st) < 0)
+		st.st_mtim = (struct timespec){ 0, 0 };
+	if (st.st_mtim.tv_sec == mtime->tv_sec && st.st_mtim.tv_nsec == mtime->tv_nsec)
+		return 0;
+	if (users_load(&fresh, path, err, sizeof err) < 0) {
+		log_msg(LOG_ERR, NULL, "%s: %s (keeping the previous users)", path, err);
+		return -1;
+	}
+	users_free(db);
+	*db = fresh;
+	*mtime = st.st_mtim;
+	return 1;
+}
+
+void server_drop_or_die(const char *user, int code)
+{
+	char err[256];
+
+	if (priv_drop(user, err, sizeof err) < 0)
+		log_die(code, "%s", err);
+}
+
+int server_signals(struct evloop *loop, evl_signal_cb cb, void *ctx)
+{
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
+
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		if (evl_signal(loop, sigs[i], cb, ctx) < 0)
+			return -1;
+	return 0;
 }
