@@ -243,6 +243,8 @@ static void arm(struct imapd_conn *c)
 		ms = IMAPD_TIMEOUT_TLS_MS;
 	if (c->state == ST_LOGOUT)
 		ms = IMAPD_CLOSE_MS;
+	c->timer_set = evl_now(&c->d->loop);
+	c->timer_ms = ms;
 	evl_timer_start(&c->d->loop, &c->timer, ms, 0);
 }
 
@@ -255,6 +257,10 @@ static void on_timeout(struct evloop *l, struct evl_timer *t)
 		return;
 	}
 	/* RFC 3501 5.4: an autologout timer; BYE first. */
+	log_msg(LOG_INFO, &c->lf, "autologout: %lld ms without input (limit %lld ms, %s)",
+		(long long)(evl_now(l) - c->timer_set), (long long)c->timer_ms,
+		c->tls && !tls_established(c->tls) ? "TLS handshake" :
+		c->state == ST_NOAUTH ? "before login" : "logged in");
 	out_fmt(c, "* BYE Autologout; idle for too long\r\n");
 	c->state = ST_LOGOUT;
 	conn_io(l, &c->io, 0);
@@ -409,6 +415,20 @@ static int start_tls(struct imapd_conn *c)
 	return 0;
 }
 
+/* The handshake just completed (in either pump of step): the greeting of
+ * an implicit-TLS connection is waiting, and the TLS deadline gives way to
+ * the login one. Returns 1 then (progress: another round pushes the
+ * greeting), else 0. */
+static int tls_came_up(struct imapd_conn *c, int *was)
+{
+	if (!c->tls || *was || !tls_established(c->tls))
+		return 0;
+	*was = 1;
+	log_msg(LOG_INFO, &c->lf, "TLS established");
+	arm(c);
+	return 1;
+}
+
 /* One round of moving bytes; -1 to close. */
 static int step(struct imapd_conn *c, int *want)
 {
@@ -416,11 +436,7 @@ static int step(struct imapd_conn *c, int *want)
 
 	if (c->tls && (*want = tls_pump(c->tls, c->fd)) < 0)
 		return -1;
-	if (c->tls && !was && tls_established(c->tls)) {
-		log_msg(LOG_INFO, &c->lf, "TLS established");
-		progress = 1;
-		arm(c);
-	}
+	progress |= tls_came_up(c, &was);
 	if ((r = pull(c)) < 0)
 		return -1;
 	progress |= r;
@@ -436,10 +452,14 @@ static int step(struct imapd_conn *c, int *want)
 		c->starttls_pending = 0;
 		if (start_tls(c) < 0)
 			return -1;
+		was = 0;
 		progress = 1;
 	}
 	if (c->tls && (*want = tls_pump(c->tls, c->fd)) < 0)
 		return -1;
+	/* The client's Finished may be read only here: without this the
+	 * greeting waited for the next event, i.e. the TLS timeout. */
+	progress |= tls_came_up(c, &was);
 	return progress;
 }
 

@@ -116,6 +116,8 @@ struct imapd_conn {
 	enum imapd_kind kind;
 	struct evl_io io;
 	struct evl_timer timer;
+	int64_t timer_set;         /* loop time the timer was last armed (for the log) */
+	int64_t timer_ms;          /* and its length */
 	struct evl_timer kick;
 	struct tls_conn *tls;          /* NULL until TLS starts */
 	int tls_closing, starttls_pending;
