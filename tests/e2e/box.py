@@ -13,6 +13,7 @@ import pathlib
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -136,8 +137,25 @@ class Box:
     def __enter__(self):
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        if exc_type is not None:
+            self.report()
         self.stop()
+
+    def report(self):
+        """After a failing test: the box's own view (its load and uptime,
+        the tail of its log) on stderr, which pytest prints with the
+        failure; the console log under tmp_path is gone by the time CI
+        shows the output."""
+        if not self.proc or self.proc.poll() is not None:
+            return
+        try:
+            out = self.sh("cat /proc/loadavg /proc/uptime; tail -n 80 /data/log/messages",
+                          timeout=60, check=False)
+        except Exception as e:   # noqa: BLE001 - the console may be stuck too
+            out = f"(the console did not answer: {e})"
+        sys.stderr.write(f"\n--- the box after the failure (host load {os.getloadavg()}, "
+                         f"console log {self.log_path}) ---\n{out}\n")
 
     # -- console --------------------------------------------------------------
     def expect(self, pattern, timeout=60):
