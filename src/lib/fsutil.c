@@ -145,20 +145,29 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 	return fs_write_atomic_owned(path, data, len, mode, (uid_t)-1, (gid_t)-1);
 }
 
-int fs_write_replace(const char *path, const void *data, size_t len, mode_t mode)
+/* A new temp file next to path (its directory into dir, its name into
+ * tmp): the descriptor, or -1. */
+static int temp_beside(const char *path, char dir[FS_PATH_MAX], char tmp[FS_PATH_MAX])
 {
-	char dir[FS_PATH_MAX], tmp[FS_PATH_MAX];
 	const char *base;
-	int fd, n, saved;
+	int n;
 
-	if (split_path(path, dir, sizeof dir, &base) < 0)
+	if (split_path(path, dir, FS_PATH_MAX, &base) < 0)
 		return -1;
-	n = snprintf(tmp, sizeof tmp, "%s/.%s" FS_TEMP_SUFFIX FS_TEMP_X, dir, base);
-	if (n < 0 || (size_t)n >= sizeof tmp) {
+	n = snprintf(tmp, FS_PATH_MAX, "%s/.%s" FS_TEMP_SUFFIX FS_TEMP_X, dir, base);
+	if (n < 0 || n >= FS_PATH_MAX) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	if ((fd = mkstemp(tmp)) < 0)
+	return mkstemp(tmp);
+}
+
+int fs_write_replace(const char *path, const void *data, size_t len, mode_t mode)
+{
+	char dir[FS_PATH_MAX], tmp[FS_PATH_MAX];
+	int fd, saved;
+
+	if ((fd = temp_beside(path, dir, tmp)) < 0)
 		return -1;
 	if (fchmod(fd, mode) < 0 || write_all(fd, data, len) < 0) {
 		saved = errno;
@@ -177,17 +186,9 @@ int fs_write_atomic_owned(const char *path, const void *data, size_t len, mode_t
 			  uid_t uid, gid_t gid)
 {
 	char dir[FS_PATH_MAX], tmp[FS_PATH_MAX];
-	const char *base;
-	int fd, n, saved;
+	int fd, saved;
 
-	if (split_path(path, dir, sizeof dir, &base) < 0)
-		return -1;
-	n = snprintf(tmp, sizeof tmp, "%s/.%s" FS_TEMP_SUFFIX FS_TEMP_X, dir, base);
-	if (n < 0 || (size_t)n >= sizeof tmp) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	fd = mkstemp(tmp);
+	fd = temp_beside(path, dir, tmp);
 	if (fd < 0)
 		return -1;
 	/* Owner and mode are set before a byte is written: a secret is never
