@@ -11,7 +11,7 @@ build_pkgs="build-essential dpkg-dev bc bison flex libelf-dev libssl-dev cpio xz
 test_pkgs="clang libclang-rt-14-dev python3-pytest iproute2 iptables openssl curl
  dovecot-core dovecot-pop3d dovecot-imapd postfix sasl2-bin libsasl2-modules swaks
  python3-aiosmtpd libnet-ssleay-perl libio-socket-ssl-perl isync unbound dnsmasq-base bind9-dnsutils knot-dnsutils python3-dnspython
- fetchmail dnsperf busybox chromium chromium-driver python3-selenium"
+ fetchmail maildrop dnsperf busybox chromium chromium-driver python3-selenium"
 
 case $what in
   build) pkgs=$build_pkgs ;;
