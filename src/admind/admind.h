@@ -27,6 +27,7 @@
 #define ADM_TIMEOUT_S 10              /* seconds a client may take to send */
 #define ADM_ERR_MAX 512
 #define ADM_PATH_MAX 4096
+#define ADM_LOG_READ_MAX (1024 * 1024) /* tail of the log read (logs page, blocked attempts) */
 
 struct adm_opts {
 	const char *socket;      /* /run/postern/admind.sock */
@@ -113,6 +114,10 @@ int adm_network_check(struct adm_req *r, struct config *cfg);
 /* `network --apply` on the saved file: 0, or -1 with the reason reported
  * (the script has undone its own steps). */
 int adm_network_apply(struct adm_req *r);
+
+/* The log's last ADM_LOG_READ_MAX bytes into text (room for one more, the
+ * NUL), never following a symlink; returns the length (0 if unreadable). */
+size_t adm_read_log_tail(const char *path, char *text);
 
 /* ---- ops-status.c: read-only operations of the dashboard ---- */
 

@@ -24,7 +24,6 @@
 #define ADM_TOOL_OUT_MAX (1024 * 1024)   /* bytes of iptables-save output read */
 #define ADM_TOOL_TIMEOUT_MS 10000        /* iptables-save must answer within */
 #define ADM_FW_HOSTS_MAX (FW_COUNT_HOSTS_MAX + 2)
-#define ADM_FW_LOG_MAX (1024 * 1024)     /* tail of the log scanned for blocked lines */
 #define ADM_FW_DESTS_MAX 200             /* (host, server, port) rows answered */
 #define ADM_TOOL_NAME_MAX 256
 
@@ -103,23 +102,6 @@ static void put_counts(struct adm_req *r, int family, int *failed)
 		fprintf(r->out, "host %s %llu\n", c[i].host, c[i].packets);
 }
 
-/* The last ADM_FW_LOG_MAX bytes of the log into text; the length. */
-static size_t log_tail(const char *path, char *text)
-{
-	int fd = fs_open_nofollow(path, O_RDONLY, 0);
-	ssize_t n = 0;
-	off_t size;
-
-	if (fd >= 0) {
-		size = lseek(fd, 0, SEEK_END);
-		lseek(fd, size > ADM_FW_LOG_MAX ? size - ADM_FW_LOG_MAX : 0, SEEK_SET);
-		n = read(fd, text, ADM_FW_LOG_MAX);
-		close(fd);
-	}
-	text[n > 0 ? n : 0] = '\0';
-	return n > 0 ? (size_t)n : 0;
-}
-
 /*
  * blocked: the firewall's per-host counters (both families) as
  * "host ADDR PACKETS" lines, then what the rate-limited log says about
@@ -129,7 +111,7 @@ static size_t log_tail(const char *path, char *text)
  */
 void adm_op_blocked(struct adm_req *r)
 {
-	static char text[ADM_FW_LOG_MAX + 1];
+	static char text[ADM_LOG_READ_MAX + 1];
 	static struct status_blocked b[ADM_FW_DESTS_MAX];
 	int failed = 0, n;
 	size_t len;
@@ -139,7 +121,7 @@ void adm_op_blocked(struct adm_req *r)
 	put_counts(r, FW_IPV6, &failed);
 	if (failed == 2)
 		fputs("counters unavailable\n", r->out);
-	len = log_tail(r->o->log, text);
+	len = adm_read_log_tail(r->o->log, text);
 	n = status_blocked_parse(text, len, b, ADM_FW_DESTS_MAX);
 	for (int i = 0; i < n; i++)
 		fprintf(r->out, "dest %s %s %s %u %llu %s\n", b[i].src, b[i].dst, b[i].proto,

@@ -26,7 +26,6 @@
 #include "users.h"
 
 #define ADM_LOG_LINES_MAX 500     /* lines a log request may ask for */
-#define ADM_LOG_READ_MAX (1024 * 1024) /* tail of the log file read */
 #define ADM_CA_MAX (64 * 1024)    /* bytes of ca.pem */
 #define ADM_MAIL_DAYS_MAX 60      /* days a mail-days request may ask for */
 #define ADM_MAIL_SCAN_MAX 200000  /* message files looked at for mail-days */
@@ -602,8 +601,7 @@ static void op_queue_change(struct adm_req *r)
 	}
 }
 
-/* The log's last ADM_LOG_READ_MAX bytes into text; returns the length. */
-static size_t read_log_tail(const char *path, char *text)
+size_t adm_read_log_tail(const char *path, char *text)
 {
 	int fd = fs_open_nofollow(path, O_RDONLY, 0);
 	ssize_t n = 0;
@@ -630,7 +628,7 @@ static void op_log(struct adm_req *r)
 
 	if (want < 1 || want > ADM_LOG_LINES_MAX)
 		want = 100;
-	len = read_log_tail(r->o->log, text);
+	len = adm_read_log_tail(r->o->log, text);
 	for (char *p = text; p < text + len; ) {
 		char *nl = memchr(p, '\n', (size_t)(text + len - p));
 		if (nl)

@@ -9,14 +9,10 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 
-import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE / "peers" / "dovecot"))
 sys.path.insert(0, str(HERE / "peers" / "smtpd"))
-from provider import Dovecot  # noqa: E402
 from privs import drop_args, USER as DROP_USER  # noqa: E402
 from webbox import Client, WebBox  # noqa: E402
 
@@ -33,25 +29,6 @@ def users_text():
     h = f"$pbkdf2-sha256$i=200000${b64(salt)}${b64(dk)}"
     return (f"user admin admin {h}\nuser boss admin {h}\nuser anna user {h}\n"
             f"user former admin !\n")
-
-
-@pytest.fixture
-def work():
-    """A private directory outside /tmp/pytest-of-root: another engineer's
-    pytest resets that to 0700 when it starts, and fetchd runs as nobody."""
-    d = pathlib.Path(tempfile.mkdtemp(prefix="dash-", dir="/tmp"))
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture
-def provider(free_port):
-    prov = Dovecot()
-    prov.add_user("alice", "alice-secret")
-    prov.start(free_port(), free_port())
-    yield prov
-    prov.cleanup()
 
 
 class Box:

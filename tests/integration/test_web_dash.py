@@ -11,15 +11,12 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE / "peers" / "dovecot"))
 sys.path.insert(0, str(HERE / "peers" / "smtpd"))
-from provider import Dovecot  # noqa: E402
 from privs import drop_args, USER as DROP_USER  # noqa: E402
 from webbox import Client, WebBox  # noqa: E402
 
@@ -36,25 +33,6 @@ def pbkdf2_hash(password, salt=b"0123456789abcdef", it=200000):
 
 
 USERS = f"user admin admin {pbkdf2_hash(ADMIN_PW)}\nuser anna user {pbkdf2_hash('Anna-pw-1')}\n"
-
-
-@pytest.fixture
-def work():
-    """A private directory outside /tmp/pytest-of-root: another engineer's
-    pytest resets that to 0700 when it starts, and fetchd runs as nobody."""
-    d = pathlib.Path(tempfile.mkdtemp(prefix="dash-", dir="/tmp"))
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture
-def provider(free_port):
-    prov = Dovecot()
-    prov.add_user("alice", "alice-secret")
-    prov.start(free_port(), free_port())
-    yield prov
-    prov.cleanup()
 
 
 def account_conf(name, prov, port=None, pin=None):
