@@ -3,35 +3,12 @@
  */
 #include <ctype.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "dsn.h"
-
-struct out {
-	char *buf;
-	size_t cap, len;
-	int full;
-};
-
-static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(struct out *o, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (o->full)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= o->cap - o->len)
-		o->full = 1;
-	else
-		o->len += (size_t)n;
-}
+#include "strbuf.h"
 
 /* RFC 5322 3.3 date-time in UTC. */
 static void date822(int64_t t, char out[64])
@@ -98,105 +75,106 @@ static int all_delayed(const struct dsn_rcpt *r, int n)
 	return 1;
 }
 
-static void head(struct out *o, const struct dsn_info *in, const char *boundary, int delayed)
+static void head(struct strbuf *o, const struct dsn_info *in, const char *boundary, int delayed)
 {
 	char date[64];
 
 	date822(in->now, date);
-	put(o, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", in->domain);
-	put(o, "To: <%s>\r\n", in->to);
-	put(o, "Subject: %s\r\n", delayed ? "Delayed Mail (still being retried)"
+	strbuf_put(o, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", in->domain);
+	strbuf_put(o, "To: <%s>\r\n", in->to);
+	strbuf_put(o, "Subject: %s\r\n", delayed ? "Delayed Mail (still being retried)"
 					   : "Undelivered Mail Returned to Sender");
-	put(o, "Date: %s\r\n", date);
-	put(o, "Message-ID: <%s.%" PRId64 ".dsn@%s>\r\n", in->queue_id, in->now, in->reporting_mta);
-	put(o, "Auto-Submitted: auto-replied\r\n");   /* RFC 3834 5 */
-	put(o, "MIME-Version: 1.0\r\n");
-	put(o, "Content-Type: multipart/report; report-type=delivery-status;\r\n"
+	strbuf_put(o, "Date: %s\r\n", date);
+	strbuf_put(o, "Message-ID: <%s.%" PRId64 ".dsn@%s>\r\n", in->queue_id, in->now, in->reporting_mta);
+	strbuf_put(o, "Auto-Submitted: auto-replied\r\n");   /* RFC 3834 5 */
+	strbuf_put(o, "MIME-Version: 1.0\r\n");
+	strbuf_put(o, "Content-Type: multipart/report; report-type=delivery-status;\r\n"
 	       "\tboundary=\"%s\"\r\n\r\n", boundary);
-	put(o, "This is a MIME-encapsulated message.\r\n\r\n");
+	strbuf_put(o, "This is a MIME-encapsulated message.\r\n\r\n");
 }
 
-static void human(struct out *o, const struct dsn_info *in, const struct dsn_rcpt *r, int n,
+static void human(struct strbuf *o, const struct dsn_info *in, const struct dsn_rcpt *r, int n,
 		  const char *boundary, int delayed)
 {
 	char text[DSN_TEXT_MAX + 1], date[64];
 
-	put(o, "--%s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", boundary);
+	strbuf_put(o, "--%s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", boundary);
 	if (delayed) {
 		date822(in->retry_until, date);
-		put(o, "Your message could not be delivered yet. It is still in the queue\r\n"
+		strbuf_put(o, "Your message could not be delivered yet. It is still in the queue\r\n"
 		       "and will be tried again until %s.\r\n\r\n", date);
 	} else {
-		put(o, "Your message could not be delivered to one or more recipients.\r\n"
+		strbuf_put(o, "Your message could not be delivered to one or more recipients.\r\n"
 		       "It has been removed from the queue for them.\r\n\r\n");
 	}
 	for (int i = 0; i < n; i++) {
 		clean(r[i].reply, text, sizeof text);
-		put(o, "<%s>: %s\r\n", r[i].addr, text[0] ? text : "no reply");
+		strbuf_put(o, "<%s>: %s\r\n", r[i].addr, text[0] ? text : "no reply");
 	}
-	put(o, "\r\n");
+	strbuf_put(o, "\r\n");
 }
 
-static void status_part(struct out *o, const struct dsn_info *in, const struct dsn_rcpt *r,
+static void status_part(struct strbuf *o, const struct dsn_info *in, const struct dsn_rcpt *r,
 			int n, const char *boundary)
 {
 	char date[64], text[DSN_TEXT_MAX + 1], st[DSN_STATUS_MAX];
 
-	put(o, "--%s\r\nContent-Type: message/delivery-status\r\n\r\n", boundary);
+	strbuf_put(o, "--%s\r\nContent-Type: message/delivery-status\r\n\r\n", boundary);
 	date822(in->arrival, date);
-	put(o, "Reporting-MTA: dns; %s\r\nX-Postern-Queue-ID: %s\r\nArrival-Date: %s\r\n",
+	strbuf_put(o, "Reporting-MTA: dns; %s\r\nX-Postern-Queue-ID: %s\r\nArrival-Date: %s\r\n",
 	    in->reporting_mta, in->queue_id, date);
 	for (int i = 0; i < n; i++) {
 		clean(r[i].reply, text, sizeof text);
 		dsn_status(r[i].reply, r[i].action, st);
-		put(o, "\r\nFinal-Recipient: rfc822; %s\r\nAction: %s\r\nStatus: %s\r\n", r[i].addr,
+		strbuf_put(o, "\r\nFinal-Recipient: rfc822; %s\r\nAction: %s\r\nStatus: %s\r\n", r[i].addr,
 		    r[i].action == DSN_DELAYED ? "delayed" : "failed", st);
 		if (in->remote_mta && in->remote_mta[0])
-			put(o, "Remote-MTA: dns; %s\r\n", in->remote_mta);
+			strbuf_put(o, "Remote-MTA: dns; %s\r\n", in->remote_mta);
 		if (text[0] >= '2' && text[0] <= '5' && isdigit((unsigned char)text[1]))
-			put(o, "Diagnostic-Code: smtp; %s\r\n", text);
+			strbuf_put(o, "Diagnostic-Code: smtp; %s\r\n", text);
 		else if (text[0])
-			put(o, "Diagnostic-Code: x-postern; %s\r\n", text);
+			strbuf_put(o, "Diagnostic-Code: x-postern; %s\r\n", text);
 		if (r[i].last_attempt) {
 			date822(r[i].last_attempt, date);
-			put(o, "Last-Attempt-Date: %s\r\n", date);
+			strbuf_put(o, "Last-Attempt-Date: %s\r\n", date);
 		}
 		if (r[i].action == DSN_DELAYED) {
 			date822(in->retry_until, date);
-			put(o, "Will-Retry-Until: %s\r\n", date);
+			strbuf_put(o, "Will-Retry-Until: %s\r\n", date);
 		}
 	}
-	put(o, "\r\n");
+	strbuf_put(o, "\r\n");
 }
 
 /* The original header, lines normalised to CRLF. */
-static void headers_part(struct out *o, const char *h, size_t hlen, const char *boundary)
+static void headers_part(struct strbuf *o, const char *h, size_t hlen, const char *boundary)
 {
-	put(o, "--%s\r\nContent-Type: text/rfc822-headers\r\n\r\n", boundary);
+	strbuf_put(o, "--%s\r\nContent-Type: text/rfc822-headers\r\n\r\n", boundary);
 	if (hlen > DSN_HEADERS_MAX)
 		hlen = DSN_HEADERS_MAX;
 	for (size_t i = 0; i < hlen && !o->full; i++) {
 		if (h[i] == '\r')
 			continue;
 		if (h[i] == '\n')
-			put(o, "\r\n");
+			strbuf_put(o, "\r\n");
 		else
-			put(o, "%c", h[i]);
+			strbuf_put(o, "%c", h[i]);
 	}
 	if (o->len >= 2 && memcmp(o->buf + o->len - 2, "\r\n", 2) != 0)
-		put(o, "\r\n");
-	put(o, "\r\n");
+		strbuf_put(o, "\r\n");
+	strbuf_put(o, "\r\n");
 }
 
 int dsn_format(const struct dsn_info *in, const struct dsn_rcpt *rcpts, int n,
 	       const char *headers, size_t hlen, char *out, size_t cap)
 {
-	struct out o = { .buf = out, .cap = cap };
+	struct strbuf o;
 	char boundary[96];
 	int delayed = all_delayed(rcpts, n);
 
 	if (cap < DSN_BUF_MIN || n < 1)
 		return -1;
+	strbuf_init(&o, out, cap);
 	snprintf(boundary, sizeof boundary, "%s.%" PRId64 "/%s", in->queue_id, in->now,
 		 in->reporting_mta);
 	head(&o, in, boundary, delayed);
@@ -204,6 +182,6 @@ int dsn_format(const struct dsn_info *in, const struct dsn_rcpt *rcpts, int n,
 	status_part(&o, in, rcpts, n, boundary);
 	if (headers && hlen)
 		headers_part(&o, headers, hlen, boundary);
-	put(&o, "--%s--\r\n", boundary);
-	return o.full ? -1 : (int)o.len;
+	strbuf_put(&o, "--%s--\r\n", boundary);
+	return strbuf_result(&o);
 }

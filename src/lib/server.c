@@ -170,6 +170,41 @@ void server_drop_or_die(const char *user, int code)
 		log_die(code, "%s", err);
 }
 
+struct config *server_config_load(const char *path)
+{
+	struct config_errors errs;
+	struct config *cfg = config_load(path, &errs);
+
+	if (!cfg)
+		for (int i = 0; i < errs.count; i++)
+			log_msg(LOG_ERR, NULL, "%s", errs.e[i].text);
+	return cfg;
+}
+
+int server_config_reload(struct config **cfg, const char *path)
+{
+	struct config *fresh = server_config_load(path);
+
+	if (!fresh) {
+		log_msg(LOG_ERR, NULL, "keeping the previous configuration");
+		return -1;
+	}
+	config_free(*cfg);
+	*cfg = fresh;
+	log_msg(LOG_INFO, NULL, "configuration reloaded");
+	return 1;
+}
+
+int server_hostname(const struct server_opts *o, const struct config *cfg,
+		    char *out, size_t cap)
+{
+	int n = o->hostname ? snprintf(out, cap, "%s", o->hostname)
+			    : snprintf(out, cap, "%s.%s", cfg->global.hostname,
+				       cfg->global.internal_domain);
+
+	return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
 int server_signals(struct evloop *loop, evl_signal_cb cb, void *ctx)
 {
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };

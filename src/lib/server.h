@@ -13,7 +13,8 @@
  *   server_drop_or_die(so.run_user, 100);
  *   server_signals(&loop, on_signal, ctx);      (before any thread starts)
  *   server_ready(&so.ready_fd);
- *   ... on SIGHUP: server_users_refresh(&db, &mtime, so.users) ...
+ *   ... on SIGHUP: server_config_reload(&cfg, so.config);
+ *                  server_users_refresh(&db, &mtime, so.users) ...
  */
 #ifndef POSTERN_SERVER_H
 #define POSTERN_SERVER_H
@@ -128,6 +129,23 @@ int server_users_refresh(struct users_db *db, struct timespec *mtime, const char
  * binding, or log why not and exit with status code (a configuration
  * problem of the box, never something a client did). */
 void server_drop_or_die(const char *user, int code);
+
+/* Loads the configuration file path; when it is invalid, logs each error
+ * ("file:line: section: setting: message") and returns NULL. */
+struct config *server_config_load(const char *path);
+
+/*
+ * SIGHUP: replaces *cfg with a fresh load of path (the old model freed),
+ * or keeps *cfg when the file is invalid (the errors logged). Returns 1
+ * when reloaded, -1 when kept.
+ */
+int server_config_reload(struct config **cfg, const char *path);
+
+/* The name a server announces: o->hostname (--hostname) when given, else
+ * "HOSTNAME.INTERNAL-DOMAIN" of cfg, into out. 0, or -1 if it does not
+ * fit in cap bytes. */
+int server_hostname(const struct server_opts *o, const struct config *cfg,
+		    char *out, size_t cap);
 
 /* Routes SIGTERM, SIGINT and SIGHUP to cb on loop (evl_signal). Call it
  * before starting threads, so that they inherit the blocked signals and

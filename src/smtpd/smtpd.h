@@ -3,7 +3,7 @@
  *
  * One process, one event loop (evloop.h). Roles by file:
  *   main.c     options, configuration and users (re)loading, listeners,
- *              privilege drop, signals, the loop
+ *              privilege drop, signals, the loop (on src/lib/server.h)
  *   conn.c     one client connection: socket or TLS bytes <-> the protocol
  *              core (smtp-proto.h), timeouts, closing
  *   session.c  the core's hooks: AUTH (throttled), the submission policy,
@@ -45,7 +45,10 @@ enum smtpd_kind { SMTPD_SUBMISSION, SMTPD_SMTPS, SMTPD_PORT25 };
 /* What a worker thread does for a connection (worker.c). */
 enum smtpd_job { SMTPD_JOB_DATA, SMTPD_JOB_AUTH };
 
+struct smtpd;
+
 struct smtpd_listener {
+	struct smtpd *d;
 	int fd;
 	enum smtpd_kind kind;
 	struct evl_io io;

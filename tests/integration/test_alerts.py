@@ -15,18 +15,14 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "peers" / "smtpd"))
 from privs import drop_args, USER as DROP_USER  # noqa: E402
 from webbox import Client, WebBox  # noqa: E402
+from peers.users import pbkdf2_hash  # noqa: E402
 
 ADMIN_PW = "Admin-pw-1"
 HASH = "$pbkdf2-sha256$i=1000$MDEyMzQ1Njc4OWFiY2RlZg$" + "A" * 43   # never used to log in
 
 
 def users_text():
-    import base64
-    import hashlib
-    salt = b"0123456789abcdef"
-    dk = hashlib.pbkdf2_hmac("sha256", ADMIN_PW.encode(), salt, 200000)
-    b64 = lambda b: base64.b64encode(b).decode().rstrip("=")  # noqa: E731
-    h = f"$pbkdf2-sha256$i=200000${b64(salt)}${b64(dk)}"
+    h = pbkdf2_hash(ADMIN_PW)
     return (f"user admin admin {h}\nuser boss admin {h}\nuser anna user {h}\n"
             f"user former admin !\n")
 

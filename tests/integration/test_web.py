@@ -4,7 +4,6 @@ change. Covers the setup code, login throttling, sessions (fixation, idle
 timeout, cookie flags), CSRF, escaping (stored XSS), roles, settings with
 errors next to their fields, secrets, the CA download, and a change taking
 effect in a running daemon (a user added on the page logs in to IMAP)."""
-import hashlib
 import http.client
 import imaplib
 import os
@@ -21,16 +20,10 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "peers" / "dovecot"))
 from webbox import SETUP_CODE, Client, WebBox
+from peers.users import pbkdf2_hash
 
 ADMIN_PW = "Admin-pw-1"
 BOB_PW = "Bob-pw-2"
-
-
-def pbkdf2_hash(password, salt=b"0123456789abcdef", it=200000):
-    import base64
-    dk = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, it)
-    b64 = lambda b: base64.b64encode(b).decode().rstrip("=")  # noqa: E731
-    return f"$pbkdf2-sha256$i={it}${b64(salt)}${b64(dk)}"
 
 
 CONF = "mail-domain example.com\n"

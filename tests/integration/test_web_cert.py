@@ -7,7 +7,6 @@ asks each running daemon, over TLS, which certificate it serves. Refusals
 (key of another certificate, expired, garbage, weak key, oversized) must
 change nothing: the TLS directory is compared byte for byte."""
 import datetime
-import hashlib
 import http.client
 import os
 import pathlib
@@ -20,6 +19,7 @@ import time
 import pytest
 
 from webbox import HB, TOP, Client, WebBox
+from peers.users import pbkdf2_hash
 
 ADMIN_PW = "Admin-pw-1"
 CONF = "hostname postern\ninternal-domain office.lan\nmail-domain example.com\n"
@@ -40,13 +40,6 @@ restart) stop; [ -f "$dir/run" ] && {{ setsid sh "$dir/run" >> "$dir/log" 2>&1 <
 esac
 exit 0
 """
-
-
-def pbkdf2_hash(password, salt=b"0123456789abcdef", it=200000):
-    import base64
-    dk = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, it)
-    b64 = lambda b: base64.b64encode(b).decode().rstrip("=")  # noqa: E731
-    return f"$pbkdf2-sha256$i={it}${b64(salt)}${b64(dk)}"
 
 
 def openssl(*args, cwd):

@@ -3,8 +3,6 @@ record per provider account against a real Dovecot (a good poll, a wrong
 password, a wrong pin, an unreachable server) shown on the page in plain
 words; blocked firewall attempts per LAN host and destination port through
 admind; the progress page of a long operation (the connection test)."""
-import base64
-import hashlib
 import os
 import pathlib
 import re
@@ -19,17 +17,12 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "peers" / "smtpd"))
 from privs import drop_args, USER as DROP_USER  # noqa: E402
 from webbox import Client, WebBox  # noqa: E402
+from peers.users import pbkdf2_hash  # noqa: E402
 
 ADMIN_PW = "Admin-pw-1"
 MSGS = [b"From: a@remote.test\nSubject: one\nMessage-ID: <1@r.test>\n\nHello.\n",
         b"From: b@remote.test\nSubject: two\nMessage-ID: <2@r.test>\n\nWorld.\n",
         b"Subject: three\nMessage-ID: <3@r.test>\n\n3\n"]
-
-
-def pbkdf2_hash(password, salt=b"0123456789abcdef", it=200000):
-    dk = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, it)
-    b64 = lambda b: base64.b64encode(b).decode().rstrip("=")  # noqa: E731
-    return f"$pbkdf2-sha256$i={it}${b64(salt)}${b64(dk)}"
 
 
 USERS = f"user admin admin {pbkdf2_hash(ADMIN_PW)}\nuser anna user {pbkdf2_hash('Anna-pw-1')}\n"

@@ -191,6 +191,41 @@ static void t_users_refresh(void)
 	rmdir(dir);
 }
 
+/* The configuration a server loads and reloads (SIGHUP), and the name it
+ * announces. */
+static void t_config(void)
+{
+	char dir[] = "/tmp/test_server.XXXXXX", path[64];
+	struct server_opts o;
+	struct config *cfg, *before;
+	char name[32];
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof path, "%s/postern.conf", dir);
+	CHECK(server_config_load(path) == NULL);              /* missing */
+	write_file(path, "hostname mx\ninternal-domain office.lan\nmail-domain example.com\n", 1000);
+	cfg = server_config_load(path);
+	CHECK(cfg != NULL);
+	server_opts_defaults(&o);
+	CHECK_EQ(server_hostname(&o, cfg, name, sizeof name), 0);
+	CHECK_STREQ(name, "mx.office.lan");
+	CHECK_EQ(server_hostname(&o, cfg, name, 8), -1);      /* does not fit */
+	o.hostname = "given.example";
+	CHECK_EQ(server_hostname(&o, cfg, name, sizeof name), 0);
+	CHECK_STREQ(name, "given.example");
+	before = cfg;
+	write_file(path, "hostname\n[nosuchsection]\n", 2000);
+	CHECK_EQ(server_config_reload(&cfg, path), -1);       /* invalid: kept */
+	CHECK(cfg == before);
+	CHECK_STREQ(cfg->global.hostname, "mx");
+	write_file(path, "hostname box\nmail-domain example.com\n", 3000);
+	CHECK_EQ(server_config_reload(&cfg, path), 1);
+	CHECK_STREQ(cfg->global.hostname, "box");
+	config_free(cfg);
+	unlink(path);
+	rmdir(dir);
+}
+
 static int got_signal;
 
 static void on_sig(struct evloop *l, int signo, void *ctx)
@@ -306,6 +341,7 @@ int main(void)
 	RUN(t_opts_base);
 	RUN(t_listen_io);
 	RUN(t_users_refresh);
+	RUN(t_config);
 	RUN(t_signals);
 	RUN(t_drop);
 	RUN(t_parse_args);

@@ -3,8 +3,6 @@
 EC certificate, two high ports (587-style STARTTLS, 465-style implicit TLS),
 and helpers to look at what arrived. Runs as `nobody` when the tests run as
 root (smtpd refuses to serve as root)."""
-import base64
-import hashlib
 import os
 import pathlib
 import pwd
@@ -14,17 +12,12 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import sys
 import time
 
-ITERATIONS = 200000   # the users parser's minimum: keeps ASan builds quick
-
-
-def pbkdf2_hash(password):
-    salt = os.urandom(16)
-    dk = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, ITERATIONS)
-    b64 = lambda b: base64.b64encode(b).decode().rstrip("=")  # noqa: E731
-    return f"$pbkdf2-sha256$i={ITERATIONS}${b64(salt)}${b64(dk)}"
-
+# tests/integration, for peers.users (also when a bench script imports this).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from peers.users import pbkdf2_hash  # noqa: E402,F401  (relaybox, test_smtpd use it)
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 
