@@ -2,18 +2,18 @@
  * firewall.c - configuration -> iptables-restore / ip6tables-restore input
  * (see firewall.h and docs/firewall.md for the policy).
  *
- * The output is built by a tiny sticky-overflow writer; each part of the
+ * The output is built by a sticky-overflow writer (strbuf.h); each part of the
  * rule set is one small function, called from a table of steps per mode.
  * Nothing here touches the kernel.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "firewall.h"
+#include "strbuf.h"
 
 #define FW_MULTIPORT_MAX 15          /* ports in one -m multiport (xt_multiport) */
 #define FW_ICMP_LIMIT    "5/sec"     /* ICMP to the box */
@@ -27,39 +27,11 @@
  * DNS, submission 587 + 465, IMAP 143 + 993, the admin page 443 + 80. */
 static const unsigned short lan_tcp_services[] = { 53, 80, 143, 443, 465, 587, 993 };
 
-/* ---- output ------------------------------------------------------------- */
-
-struct out {
-	char *p;
-	size_t cap, len;
-	int full;                    /* sticky: the buffer was too small */
-};
-
-static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void put(struct out *o, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (o->full)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= o->cap - o->len) {
-		o->full = 1;
-		o->p[o->len] = '\0';
-		return;
-	}
-	o->len += (size_t)n;
-}
-
 /* ---- generator context -------------------------------------------------- */
 
 struct gen {
 	const struct config *cfg;
-	struct out *o;
+	struct strbuf *o;
 	int family;                  /* enum fw_family */
 	int office;                  /* rules for the office router, not the box */
 	const char *wan, *lan;       /* interface names in the rules */
@@ -90,7 +62,8 @@ static void net_str(const struct config_prefix *p, char *buf, size_t cap)
 	snprintf(buf, cap, "%s/%d", config_addr_str(&a, s, sizeof s), p->len);
 }
 
-static int gen_init(struct gen *g, const struct config *cfg, struct out *o, int family, int office)
+static int gen_init(struct gen *g, const struct config *cfg, struct strbuf *o, int family,
+                    int office)
 {
 	const struct config_lan *l = &cfg->lan;
 
@@ -122,10 +95,10 @@ static void put_ports(struct gen *g, const char *chain, const char *pre,
                       const uint16_t *ports, int n, const char *target)
 {
 	for (int i = 0; i < n; i += FW_MULTIPORT_MAX) {
-		put(g->o, "-A %s %s-p tcp -m multiport --dports ", chain, pre);
+		strbuf_put(g->o, "-A %s %s-p tcp -m multiport --dports ", chain, pre);
 		for (int j = i; j < n && j < i + FW_MULTIPORT_MAX; j++)
-			put(g->o, "%s%u", j > i ? "," : "", (unsigned)ports[j]);
-		put(g->o, " -j %s\n", target);
+			strbuf_put(g->o, "%s%u", j > i ? "," : "", (unsigned)ports[j]);
+		strbuf_put(g->o, " -j %s\n", target);
 	}
 }
 
@@ -133,15 +106,23 @@ static void put_ports(struct gen *g, const char *chain, const char *pre,
 
 static void input_common(struct gen *g)
 {
-	put(g->o, "-A INPUT -i lo -j ACCEPT\n");
-	put(g->o, "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n");
-	put(g->o, "-A INPUT -m conntrack --ctstate INVALID -j DROP\n");
+	const char *type = g->family == FW_IPV4 ? "--icmp-type" : "--icmpv6-type";
+
+	strbuf_put(g->o, "-A INPUT -i lo -j ACCEPT\n");
+	/* Echo requests are limited before the conntrack accept: once the box
+	 * has answered one, conntrack calls the next with the same identifier
+	 * (RFC 792, RFC 4443 s. 4.1) ESTABLISHED, and a flood would pass. */
+	strbuf_put(g->o, "-A INPUT -p %s %s echo-request -m limit --limit %s --limit-burst %d "
+	           "-j ACCEPT\n", g->icmp, type, FW_ICMP_LIMIT, FW_ICMP_BURST);
+	strbuf_put(g->o, "-A INPUT -p %s %s echo-request -j DROP\n", g->icmp, type);
+	strbuf_put(g->o, "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n");
+	strbuf_put(g->o, "-A INPUT -m conntrack --ctstate INVALID -j DROP\n");
 	/* IPv6 does not work without neighbour discovery (RFC 4861 s. 4):
 	 * router solicitation/advertisement, neighbour solicitation/advertisement. */
 	if (g->family == FW_IPV6)
 		for (int t = 133; t <= 136; t++)
-			put(g->o, "-A INPUT -p ipv6-icmp --icmpv6-type %d -j ACCEPT\n", t);
-	put(g->o, "-A INPUT -p %s -m limit --limit %s --limit-burst %d -j ACCEPT\n",
+			strbuf_put(g->o, "-A INPUT -p ipv6-icmp --icmpv6-type %d -j ACCEPT\n", t);
+	strbuf_put(g->o, "-A INPUT -p %s -m limit --limit %s --limit-burst %d -j ACCEPT\n",
 	    g->icmp, FW_ICMP_LIMIT, FW_ICMP_BURST);
 }
 
@@ -149,14 +130,14 @@ static void input_lan(struct gen *g)
 {
 	/* DHCP requests come from 0.0.0.0 to 255.255.255.255 (RFC 2131 s. 4.1). */
 	if (g->family == FW_IPV4 && g->cfg->lan.dhcp && !g->cfg->firewall.single_interface)
-		put(g->o, "-A INPUT -i %s -p udp --sport 68 --dport 67 -j ACCEPT\n", g->lan);
+		strbuf_put(g->o, "-A INPUT -i %s -p udp --sport 68 --dport 67 -j ACCEPT\n", g->lan);
 	if (g->cfg->firewall.single_interface) {
 		/* Behind another router the box accepts its services only from
 		 * the office prefix; without one (IPv6 unset) from nobody. */
 		if (g->pfx)
-			put(g->o, "-A INPUT -i %s -s %s -j postern-in-lan\n", g->lan, g->net);
+			strbuf_put(g->o, "-A INPUT -i %s -s %s -j postern-in-lan\n", g->lan, g->net);
 	} else {
-		put(g->o, "-A INPUT -i %s -j postern-in-lan\n", g->lan);
+		strbuf_put(g->o, "-A INPUT -i %s -j postern-in-lan\n", g->lan);
 	}
 }
 
@@ -169,26 +150,26 @@ static void in_lan_chain(struct gen *g)
 
 	for (size_t i = 0; i < sizeof lan_tcp_services / sizeof lan_tcp_services[0]; i++)
 		ports[np++] = lan_tcp_services[i];
-	put(g->o, "-A postern-in-lan -p udp --dport %d -j ACCEPT\n", FW_DNS_PORT);
+	strbuf_put(g->o, "-A postern-in-lan -p udp --dport %d -j ACCEPT\n", FW_DNS_PORT);
 	put_ports(g, "postern-in-lan", "", ports, np, "ACCEPT");
 	/* Port 25 takes mail without a login: only from the listed devices. */
 	for (int i = 0; s->port25 && i < s->nport25_hosts; i++) {
 		if (s->port25_hosts[i].addr.family != af_of(g->family))
 			continue;
 		net_str(&s->port25_hosts[i], n, sizeof n);
-		put(g->o, "-A postern-in-lan -s %s -p tcp --dport 25 -j ACCEPT\n", n);
+		strbuf_put(g->o, "-A postern-in-lan -s %s -p tcp --dport 25 -j ACCEPT\n", n);
 	}
-	put(g->o, "-A postern-in-lan -p tcp -j REJECT --reject-with tcp-reset\n");
-	put(g->o, "-A postern-in-lan -p udp -j REJECT --reject-with %s\n", g->unreach);
+	strbuf_put(g->o, "-A postern-in-lan -p tcp -j REJECT --reject-with tcp-reset\n");
+	strbuf_put(g->o, "-A postern-in-lan -p udp -j REJECT --reject-with %s\n", g->unreach);
 }
 
 /* ---- filter: FORWARD ----------------------------------------------------- */
 
 static void forward_hook(struct gen *g)
 {
-	put(g->o, "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n");
-	put(g->o, "-A FORWARD -m conntrack --ctstate INVALID -j DROP\n");
-	put(g->o, "-A FORWARD -i %s -o %s -j postern-forward\n", g->lan, g->wan);
+	strbuf_put(g->o, "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n");
+	strbuf_put(g->o, "-A FORWARD -m conntrack --ctstate INVALID -j DROP\n");
+	strbuf_put(g->o, "-A FORWARD -i %s -o %s -j postern-forward\n", g->lan, g->wan);
 }
 
 static void forward_allows(struct gen *g)
@@ -209,7 +190,7 @@ static void forward_allows(struct gen *g)
 	}
 	/* The office router lets the box itself reach everything. */
 	if (g->office && g->box[0])
-		put(g->o, "-A postern-forward -s %s -j ACCEPT\n", g->box);
+		strbuf_put(g->o, "-A postern-forward -s %s -j ACCEPT\n", g->box);
 }
 
 static void forward_blocks(struct gen *g)
@@ -218,27 +199,27 @@ static void forward_blocks(struct gen *g)
 
 	put_ports(g, "postern-forward", "", f->blocked_ports, f->nblocked_ports, FW_CHAIN_BLOCK);
 	/* DNS over TLS (RFC 7858 s. 3.1) and DNS over QUIC (RFC 9250) use 853. */
-	put(g->o, "-A postern-forward -p tcp --dport %d -j %s\n", FW_DOT_PORT, FW_CHAIN_BLOCK);
-	put(g->o, "-A postern-forward -p udp --dport %d -j %s\n", FW_DOT_PORT, FW_CHAIN_BLOCK);
+	strbuf_put(g->o, "-A postern-forward -p tcp --dport %d -j %s\n", FW_DOT_PORT, FW_CHAIN_BLOCK);
+	strbuf_put(g->o, "-A postern-forward -p udp --dport %d -j %s\n", FW_DOT_PORT, FW_CHAIN_BLOCK);
 	/* Plain DNS elsewhere: in redirect mode only what escaped the nat
 	 * PREROUTING redirect gets here (IPv6 always: dnsd answers on IPv4). */
-	put(g->o, "-A postern-forward -p udp --dport %d -j %s\n", FW_DNS_PORT, FW_CHAIN_BLOCK);
-	put(g->o, "-A postern-forward -p tcp --dport %d -j %s\n", FW_DNS_PORT, FW_CHAIN_BLOCK);
+	strbuf_put(g->o, "-A postern-forward -p udp --dport %d -j %s\n", FW_DNS_PORT, FW_CHAIN_BLOCK);
+	strbuf_put(g->o, "-A postern-forward -p tcp --dport %d -j %s\n", FW_DNS_PORT, FW_CHAIN_BLOCK);
 	/* Only the office's own addresses leave (no spoofed sources). */
 	if (g->net[0])
-		put(g->o, "-A postern-forward -s %s -j ACCEPT\n", g->net);
+		strbuf_put(g->o, "-A postern-forward -s %s -j ACCEPT\n", g->net);
 }
 
 static void block_chain(struct gen *g)
 {
-	put(g->o, "-A %s -j %s\n", FW_CHAIN_BLOCK, FW_CHAIN_COUNT);
+	strbuf_put(g->o, "-A %s -j %s\n", FW_CHAIN_BLOCK, FW_CHAIN_COUNT);
 	if (g->cfg->firewall.log_blocked)
-		put(g->o, "-A %s -m limit --limit %s --limit-burst %d -j LOG "
+		strbuf_put(g->o, "-A %s -m limit --limit %s --limit-burst %d -j LOG "
 		    "--log-prefix \"%s\" --log-level %d\n", FW_CHAIN_BLOCK,
 		    FW_LOG_LIMIT, FW_LOG_BURST, FW_LOG_PREFIX, FW_LOG_LEVEL);
 	/* A reset makes the client fail at once instead of timing out. */
-	put(g->o, "-A %s -p tcp -j REJECT --reject-with tcp-reset\n", FW_CHAIN_BLOCK);
-	put(g->o, "-A %s -j REJECT --reject-with %s\n", FW_CHAIN_BLOCK, g->unreach);
+	strbuf_put(g->o, "-A %s -p tcp -j REJECT --reject-with tcp-reset\n", FW_CHAIN_BLOCK);
+	strbuf_put(g->o, "-A %s -j REJECT --reject-with %s\n", FW_CHAIN_BLOCK, g->unreach);
 }
 
 /* One RETURN rule per LAN host (IPv4 prefixes up to FW_COUNT_HOSTS_MAX
@@ -256,13 +237,13 @@ static void count_chain(struct gen *g)
 		for (uint32_t i = 1; size <= FW_COUNT_HOSTS_MAX && i + 1 < size; i++) {
 			struct in_addr h = { htonl(net + i) };
 			char s[INET_ADDRSTRLEN];
-			put(g->o, "-A %s -s %s/32 -j RETURN\n", FW_CHAIN_COUNT,
+			strbuf_put(g->o, "-A %s -s %s/32 -j RETURN\n", FW_CHAIN_COUNT,
 			    inet_ntop(AF_INET, &h, s, sizeof s));
 		}
 	}
 	if (g->net[0])
-		put(g->o, "-A %s -s %s -j RETURN\n", FW_CHAIN_COUNT, g->net);
-	put(g->o, "-A %s -j RETURN\n", FW_CHAIN_COUNT);
+		strbuf_put(g->o, "-A %s -s %s -j RETURN\n", FW_CHAIN_COUNT, g->net);
+	strbuf_put(g->o, "-A %s -j RETURN\n", FW_CHAIN_COUNT);
 }
 
 /* ---- tables --------------------------------------------------------------- */
@@ -271,10 +252,10 @@ static void filter_box(struct gen *g)
 {
 	int router = !g->cfg->firewall.single_interface;
 
-	put(g->o, "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n");
-	put(g->o, ":postern-in-lan - [0:0]\n");
+	strbuf_put(g->o, "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+	strbuf_put(g->o, ":postern-in-lan - [0:0]\n");
 	if (router)
-		put(g->o, ":postern-forward - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n",
+		strbuf_put(g->o, ":postern-forward - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n",
 		    FW_CHAIN_BLOCK, FW_CHAIN_COUNT);
 	input_common(g);
 	input_lan(g);
@@ -286,20 +267,20 @@ static void filter_box(struct gen *g)
 		block_chain(g);
 		count_chain(g);
 	}
-	put(g->o, "COMMIT\n");
+	strbuf_put(g->o, "COMMIT\n");
 }
 
 static void filter_office(struct gen *g)
 {
-	put(g->o, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n");
-	put(g->o, ":postern-forward - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n",
+	strbuf_put(g->o, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+	strbuf_put(g->o, ":postern-forward - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n",
 	    FW_CHAIN_BLOCK, FW_CHAIN_COUNT);
 	forward_hook(g);
 	forward_allows(g);
 	forward_blocks(g);
 	block_chain(g);
 	count_chain(g);
-	put(g->o, "COMMIT\n");
+	strbuf_put(g->o, "COMMIT\n");
 }
 
 /* Foreign DNS to the box's resolver. On the office router the box and the
@@ -311,25 +292,25 @@ static void nat_redirect(struct gen *g)
 	static const char *const protos[] = { "udp", "tcp" };
 
 	for (int i = 0; i < 2; i++) {
-		put(g->o, "-A PREROUTING -i %s%s%s -p %s --dport %d ! -d %s "
+		strbuf_put(g->o, "-A PREROUTING -i %s%s%s -p %s --dport %d ! -d %s "
 		    "-j DNAT --to-destination %s:%d\n", g->lan, g->office ? " ! -s " : "",
 		    g->office ? g->box : "", protos[i], FW_DNS_PORT, g->box, g->box, FW_DNS_PORT);
 		if (g->office)
-			put(g->o, "-A POSTROUTING -o %s -s %s -d %s -p %s --dport %d -j MASQUERADE\n",
+			strbuf_put(g->o, "-A POSTROUTING -o %s -s %s -d %s -p %s --dport %d -j MASQUERADE\n",
 			    g->lan, g->net, g->box, protos[i], FW_DNS_PORT);
 	}
 }
 
 static void nat_table(struct gen *g)
 {
-	put(g->o, "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n"
+	strbuf_put(g->o, "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n"
 	    ":OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n");
 	if (g->office || !g->cfg->firewall.single_interface) {
 		if (g->cfg->firewall.foreign_dns == CONFIG_INTERCEPT_REDIRECT)
 			nat_redirect(g);
-		put(g->o, "-A POSTROUTING -o %s -s %s -j MASQUERADE\n", g->wan, g->net);
+		strbuf_put(g->o, "-A POSTROUTING -o %s -s %s -j MASQUERADE\n", g->wan, g->net);
 	}
-	put(g->o, "COMMIT\n");
+	strbuf_put(g->o, "COMMIT\n");
 }
 
 /* ---- public --------------------------------------------------------------- */
@@ -345,7 +326,7 @@ static int fail(char *err, size_t errcap, const char *msg)
 	return -1;
 }
 
-static int finish(const struct out *o, char *err, size_t errcap)
+static int finish(const struct strbuf *o, char *err, size_t errcap)
 {
 	if (o->full)
 		return fail(err, errcap, "the rule set does not fit in its buffer");
@@ -355,11 +336,10 @@ static int finish(const struct out *o, char *err, size_t errcap)
 int firewall_rules(const struct config *cfg, int family, char *buf, size_t cap,
                    char *err, size_t errcap)
 {
-	struct out o = { buf, cap, 0, cap == 0 };
+	struct strbuf o;
 	struct gen g;
 
-	if (cap)
-		buf[0] = '\0';
+	strbuf_init(&o, buf, cap);
 	if (family != FW_IPV4 && family != FW_IPV6)
 		return fail(err, errcap, "unknown address family");
 	if (cfg->lan.address.addr.family != AF_INET)
@@ -369,7 +349,7 @@ int firewall_rules(const struct config *cfg, int family, char *buf, size_t cap,
 		return fail(err, errcap, "wan: interface: the WAN and the LAN are both "
 		            "on one interface (set [firewall] single-interface yes)");
 	gen_init(&g, cfg, &o, family, 0);
-	put(&o, "# generated by postern from postern.conf (docs/firewall.md); do not edit\n");
+	strbuf_put(&o, "# generated by postern from postern.conf (docs/firewall.md); do not edit\n");
 	filter_box(&g);
 	if (family == FW_IPV4)
 		nat_table(&g);
@@ -379,15 +359,14 @@ int firewall_rules(const struct config *cfg, int family, char *buf, size_t cap,
 int firewall_office_rules(const struct config *cfg, char *buf, size_t cap,
                           char *err, size_t errcap)
 {
-	struct out o = { buf, cap, 0, cap == 0 };
+	struct strbuf o;
 	struct gen g;
 
-	if (cap)
-		buf[0] = '\0';
+	strbuf_init(&o, buf, cap);
 	if (cfg->lan.address.addr.family != AF_INET)
 		return fail(err, errcap, "lan: address: not an IPv4 prefix");
 	gen_init(&g, cfg, &o, FW_IPV4, 1);
-	put(&o, "# Rules for the office router (iptables-restore input, IPv4), so that\n"
+	strbuf_put(&o, "# Rules for the office router (iptables-restore input, IPv4), so that\n"
 	    "# only this box (%s) reaches the mail ports and DNS on the Internet.\n"
 	    "# Replace WAN and LAN with the router's interface names and merge these\n"
 	    "# rules into its own rule set; have its DHCP server hand out %s as DNS.\n",

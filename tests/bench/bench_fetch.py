@@ -157,6 +157,11 @@ def main():
         print(f"  fetchmail: {ft:6.1f} s  {fn / ft:6.0f} msgs/s  peak RSS {frss / 1024:5.1f} MiB"
               f"  ({fn} delivered, {left} left on the server; MDA maildrop)")
         print(f"  ratio postern/fetchmail: {ft / pt:.2f}x faster")
+        # A ratio is only a result when both fetched the whole mailbox.
+        for who, n, user in (("postern", pn, "alice"), ("fetchmail", fn, "bob")):
+            if n != a.messages or prov.stored(user):
+                sys.exit(f"bench_fetch: {who} delivered {n} of {a.messages} messages and left "
+                         f"{len(prov.stored(user))} on the server: the ratio above is void")
     finally:
         prov.cleanup()
         shutil.rmtree(work, ignore_errors=True)

@@ -32,6 +32,7 @@ from box import Box
 PEERS = pathlib.Path(__file__).resolve().parents[1] / "integration" / "peers" / "net"
 PY = "/usr/bin/python3"
 MAIL_PORTS = [25, 465, 587, 110, 995, 143, 993]
+BLOCKED = MAIL_PORTS + [2525, 853]      # the default list, and DNS over TLS
 WAN = "203.0.113.1"
 BOX_LAN = "192.168.10.1"
 CONF = """# provisioned by tests/e2e/test_firewall_box.py
@@ -102,7 +103,7 @@ class Sides:
         self.run("lan", "ip", "link", "set", "lan0", "up")
         for c in ("link set lo up", f"addr add {WAN}/24 dev wan0", "link set wan0 up"):
             self.run("wan", "ip", *c.split())
-        p = self.spawn("wan", PY, str(PEERS / "listen.py"), "wan", *map(str, MAIL_PORTS + [80]),
+        p = self.spawn("wan", PY, str(PEERS / "listen.py"), "wan", *map(str, BLOCKED + [80]),
                        stdout=subprocess.PIPE, text=True)
         assert p.stdout.readline().strip() == "ready"
         # The provider: DHCP for the box's WAN port, and a resolver.
@@ -192,6 +193,9 @@ def test_router_mode_end_to_end(sides, tmp_path):
             assert time.monotonic() < deadline, box.sh("ls -l /run/postern")
             time.sleep(0.5)
         assert "postern-forward" in box.sh("iptables-save")
+        # IPv6: the same policy through ip6tables (docs/firewall.md)
+        v6 = box.sh("ip6tables-save")
+        assert ":INPUT DROP" in v6 and ":FORWARD DROP" in v6 and "postern-forward" in v6, v6
         assert box.sh("cat /proc/sys/net/ipv4/ip_forward").strip() == "1"
 
         # The LAN client's lease: the box is its router and DNS server.
@@ -200,15 +204,20 @@ def test_router_mode_end_to_end(sides, tmp_path):
         assert re.fullmatch(r"192\.168\.10\.1(0\d|10)", ip), got
         assert got["router"] == BOX_LAN and got["dns"] == BOX_LAN, got
         assert got["domain"] == "office.lan", got
+        # udhcpd may hand out the whole range (BusyBox's max_leases: 235
+        # unless set; the run script sets the range's size).
+        assert "max_leases 11" in box.sh("cat /run/postern/udhcpd.conf").splitlines()
         # ... and its name reaches the resolver within 5 seconds.
         deadline = time.monotonic() + 5
         while sides.dig("lan", BOX_LAN, "desk1.office.lan") != ip:
             assert time.monotonic() < deadline, box.sh("cat /run/postern/udhcpd.leases | od -c | head")
             time.sleep(0.2)
+        rev = sides.run("lan", "dig", f"@{BOX_LAN}", "-x", ip, "+short", "+time=3", "+tries=1")
+        assert rev.stdout.strip() == "desk1.office.lan.", rev.stdout
 
         # Mail ports outside: a reset for the LAN client; the box itself gets through.
-        lan = sides.probe("lan", WAN, MAIL_PORTS)
-        assert lan == {p: "reset" for p in MAIL_PORTS}, lan
+        lan = sides.probe("lan", WAN, BLOCKED)
+        assert lan == {p: "reset" for p in BLOCKED}, lan
         assert f"wan 25 from {wan_addr}" in box.sh(f"nc {WAN} 25 </dev/null", timeout=30)
         # NAT for allowed traffic; foreign DNS answered by the box.
         assert sides.probe("lan", WAN, [80]) == {80: f"open wan 80 from {wan_addr}"}
@@ -220,10 +229,14 @@ def test_router_mode_end_to_end(sides, tmp_path):
         wan = sides.probe("wan", wan_addr, [53, 587, 465, 143, 993, 443, 80], timeout=1.5)
         assert set(wan.values()) == {"timeout"}, wan
         assert sides.dig("wan", wan_addr, "probe.office.lan") is None
+        # ... but ICMP, rate-limited: of a burst of 200 echo requests the
+        # burst allowance (20) comes back, not all of them.
+        flood = sides.run("wan", PY, str(PEERS / "icmpflood.py"), wan_addr, "200")
+        assert 1 <= int(flood.stdout) <= 100, flood.stdout
         # Blocked attempts: counted per LAN host, logged with a rate limit.
         counts = box.sh("postern firewall blocked")
         m = re.search(rf"^{re.escape(ip)}\s+(\d+)$", counts, re.M)
-        assert m and int(m.group(1)) >= len(MAIL_PORTS), counts
+        assert m and int(m.group(1)) >= len(BLOCKED), counts
         assert "postern-fw blocked: " in box.sh("dmesg | grep postern-fw | tail -n 3")
 
         # A change, applied: foreign DNS is now refused.

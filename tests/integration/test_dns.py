@@ -10,10 +10,11 @@ import time
 
 import dns.flags
 import dns.rcode
+import dns.reversename
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "peers" / "dns"))
-from dnsd_util import Dnsd, Unbound, free_udp_tcp_port, rrs, ttls  # noqa: E402
+from dnsd_util import BASE_CONF, Dnsd, Unbound, free_udp_tcp_port, rrs, ttls  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,30 @@ def test_internal_zone(dnsd):
     soa = rrs(d.query("office.lan", "SOA"))
     assert soa[0][2].startswith("postern.office.lan. hostmaster.office.lan. ")
     assert rrs(d.query("office.lan", "NS")) == [("office.lan", "NS", "postern.office.lan.")]
+
+
+def test_ipv6_names_when_configured(hostbin, tmp_path, unbound):
+    """With [lan] address6 the box's name has its AAAA, and the IPv6
+    reverse zone answers its PTR; without it, no AAAA (NODATA)."""
+    conf = BASE_CONF.replace("address 192.168.10.1/24\n",
+                             "address 192.168.10.1/24\naddress6 fd00:10::1/64\n")
+    d = Dnsd(hostbin("dnsd"), tmp_path, free_udp_tcp_port(), unbound.port, base=conf)
+    try:
+        r = d.query("postern.office.lan", "AAAA")
+        assert r.flags & dns.flags.AA
+        assert rrs(r) == [("postern.office.lan", "AAAA", "fd00:10::1")]
+        rev = dns.reversename.from_address("fd00:10::1").to_text(omit_final_dot=True)
+        assert rrs(d.query(rev, "PTR")) == [(rev, "PTR", "postern.office.lan.")]
+        r = d.query(dns.reversename.from_address("fd00:10::99").to_text(), "PTR")
+        assert r.rcode() == dns.rcode.NXDOMAIN and r.flags & dns.flags.AA
+    finally:
+        assert d.stop() == 0, d.logtext()
+    d = Dnsd(hostbin("dnsd"), tmp_path, free_udp_tcp_port(), unbound.port)
+    try:
+        r = d.query("postern.office.lan", "AAAA")
+        assert r.rcode() == dns.rcode.NOERROR and not r.answer
+    finally:
+        assert d.stop() == 0, d.logtext()
 
 
 def test_nxdomain_and_nodata_internal(dnsd):
@@ -86,15 +111,19 @@ def test_dig_and_kdig(dnsd):
         assert out.strip() == "192.0.2.1", (tool, out)
 
 
-def test_forwarded_and_cached_ttl_decreases(dnsd):
+def test_forwarded_and_cached_ttl_decreases(dnsd, unbound):
     d = dnsd()
-    r = d.query("www.internet.test")
-    assert rrs(r) == [("www.internet.test", "A", "192.0.2.1")]
+    asked = unbound.queries("cached.internet.test")
+    r = d.query("cached.internet.test")
+    assert rrs(r) == [("cached.internet.test", "A", "192.0.2.9")]
     assert r.flags & dns.flags.RA and not r.flags & dns.flags.AA
     first = ttls(r)[0]
     time.sleep(1.1)
-    second = ttls(d.query("WWW.internet.TEST"))[0]
+    second = ttls(d.query("CACHED.internet.TEST"))[0]
+    # from dnsd's cache: unbound was asked once (its local data would give
+    # the same TTL every time), and the TTL counts down
     assert second < first
+    assert unbound.queries("cached.internet.test") == asked + 1
     # unbound gives the CNAME alone (its target would need recursion): it
     # is passed on as it came (the whole chain: test_dns_spoof.py)
     r = d.query("alias.internet.test")

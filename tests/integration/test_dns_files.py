@@ -290,3 +290,46 @@ def test_a_full_lan_of_leases(dnsd):
         rev = ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
         assert rrs(d.query(rev, "PTR")) == [(rev, "PTR", f"{n}.office.lan.")]
     assert d.query("pc1.office.lan").rcode() == dns.rcode.NXDOMAIN
+
+
+UDHCPD_RUN = pathlib.Path(__file__).resolve().parents[2] / "rootfs" / "etc" / "sv" / "udhcpd" / "run"
+
+
+def udhcpd_conf(tmp_path, start, end):
+    """The udhcpd.conf the box's run script writes for a DHCP range: the
+    script runs under BusyBox sh in a private mount namespace (its own
+    /run), with a stand-in udhcpd that prints the file it was given."""
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "udhcpd").write_text('#!/bin/sh\ncat "$3"\n')
+    (fake / "udhcpd").chmod(0o755)
+    env = tmp_path / "network.env"
+    env.write_text(f"POSTERN_LAN_IF='eth1'\nPOSTERN_DHCP_START='{start}'\n"
+                   f"POSTERN_DHCP_END='{end}'\nPOSTERN_LAN_NETMASK='255.255.255.0'\n"
+                   "POSTERN_LAN_ADDR='192.168.10.1'\nPOSTERN_DOMAIN='office.lan'\n"
+                   "POSTERN_DHCP_LEASE='3600'\n")
+    inner = (f"mount -t tmpfs tmpfs /run && mkdir /run/postern && cp {env} /run/postern/ && "
+             f"PATH={fake}:$PATH exec {BUSYBOX} sh {UDHCPD_RUN}")
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", BUSYBOX, "sh", "-c", inner],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    conf = {}
+    for line in r.stdout.splitlines():
+        words = line.split()
+        n = 2 if words[:1] == ["option"] else 1
+        conf[" ".join(words[:n])] = " ".join(words[n:])
+    return conf
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not BUSYBOX, reason="needs root and busybox")
+def test_udhcpd_serves_the_whole_range(tmp_path):
+    """BusyBox udhcpd stops at max_leases (235 by default): the run script
+    sets it to the range's size, so a /24 range of 253 addresses is served
+    whole; the box is router and DNS server."""
+    conf = udhcpd_conf(tmp_path, "192.168.10.2", "192.168.10.254")
+    assert conf["max_leases"] == "253", conf
+    assert conf["option router"] == conf["option dns"] == "192.168.10.1", conf
+    assert conf["lease_file"] == "/run/postern/udhcpd.leases"
+    assert udhcpd_conf(tmp_path, "192.168.10.128", "192.168.10.254")["max_leases"] == "127"
+    # a /16 range: capped at the 4096 leases dnsd reads
+    assert udhcpd_conf(tmp_path, "10.20.1.0", "10.20.255.254")["max_leases"] == "4096"

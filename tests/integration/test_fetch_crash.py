@@ -67,7 +67,9 @@ def kill_when_progress(p, data, rnd):
 
 
 @pytest.mark.parametrize("keep", ["no", "yes"])
-def test_kill9_exactly_once(tmp_path, free_port, hostbin, keep):
+def test_kill9_exactly_once(work, free_port, hostbin, keep):
+    """(work: a private directory, not under /tmp/pytest-of-root, which
+    another pytest run resets to 0700 while this long test runs as nobody.)"""
     rnd = random.Random(6 + (keep == "yes"))
     msgs = [message(i) for i in range(N)]
     prov = Dovecot()
@@ -75,7 +77,7 @@ def test_kill9_exactly_once(tmp_path, free_port, hostbin, keep):
         prov.add_user("alice", "alice-secret")
         prov.seed("alice", msgs)
         prov.start(free_port(), free_port())
-        data = tmp_path / "data"
+        data = work / "data"
         for d in ("etc", "secrets", "mail", "fetch"):
             (data / d).mkdir(parents=True)
         (data / "secrets" / "acme.pass").write_text("alice-secret\n")
@@ -84,7 +86,8 @@ def test_kill9_exactly_once(tmp_path, free_port, hostbin, keep):
             f"port {prov.port_stls}\nverify pin\npin {prov.pin}\nuser alice\n"
             f"password-file acme.pass\ndeliver-to anna\nkeep {keep}\n")
         cmd = [hostbin("fetchd"), "--once", "-d", str(data), *drop_args(data)]
-        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0",
+                   POSTERN_STATUS_DIR=str(work / "status"))
         kills = partial = 0
         for _ in range(KILLS * 4):
             if kills >= KILLS or len(delivered(data)) >= N - 1:
@@ -106,7 +109,10 @@ def test_kill9_exactly_once(tmp_path, free_port, hostbin, keep):
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
         assert r.returncode == 0, r.stdout + r.stderr
         print(f"kills={kills} partial-states={partial}")
-        assert kills >= KILLS // 2 and partial > 0, (kills, partial)
+        # The kills the issue asks for all happened (a run that finishes
+        # the mailbox before its kill point ends the loop early: then at
+        # least half), each leaving a partial state behind.
+        assert kills >= KILLS // 2 and partial >= kills // 2, (kills, partial)
         got = delivered(data)
         assert sorted(got) == sorted(msgs)
         assert len(prov.stored("alice")) == (N if keep == "yes" else 0)

@@ -41,12 +41,13 @@ class FakePop3:
     sasl (offer SASL PLAIN after TLS)."""
 
     def __init__(self, cert, key, msgs, stls=True, implicit=False, uidl=True, inject=False,
-                 cut_retr=None, bad_uidl=False, sasl=False, drop_quit=False):
+                 cut_retr=None, bad_uidl=False, sasl=False, drop_quit=False, bad_retr=None):
         self.cert, self.key = cert, key
         self.msgs = list(msgs)
         self.stls, self.implicit, self.uidl = stls, implicit, uidl
         self.inject, self.cut_retr, self.bad_uidl, self.sasl = inject, cut_retr, bad_uidl, sasl
         self.drop_quit = drop_quit
+        self.bad_retr = bad_retr
         self.raw = b""
         self.cmds = []
         self.tls_failed = False
@@ -149,6 +150,10 @@ class FakePop3:
                 elif verb == "RETR":
                     n = int(line.split()[1])
                     body = self.wire(self.msgs[n - 1])
+                    if self.bad_retr == n:
+                        self.bad_retr = None
+                        w(b"GARBAGE instead of a status line\r\n" + body + b".\r\n")
+                        continue
                     if self.cut_retr == n:
                         self.cut_retr = None
                         w(b"+OK\r\n" + body[:len(body) // 2])
@@ -228,9 +233,15 @@ def setup_box(tmp_path, port, **kw):
     return data
 
 
-def fetch(hostbin, data):
+def fetch(hostbin, data, timeout=60):
     return subprocess.run([hostbin("fetchd"), "--once", "-d", str(data), *drop_args(data)],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=timeout, env=env_of(data))
+
+
+def env_of(data):
+    """The status records go beside the data directory, not into the
+    host's /run/postern/status (fetchd creates that as root)."""
+    return dict(os.environ, POSTERN_STATUS_DIR=str(pathlib.Path(data).parent / "status"))
 
 
 def delivered(data, user="anna"):
@@ -357,6 +368,26 @@ def test_malformed_uidl_listing(tmp_path, certs, hostbin):
     assert not any(c.startswith(("RETR", "DELE")) for c in srv.cmds)
 
 
+def test_malformed_retr_response(tmp_path, certs, hostbin):
+    """A RETR answered with neither +OK nor -ERR: a clear log line, the
+    session ends, nothing is deleted and nothing lost; the next poll
+    fetches everything, each message once."""
+    crt, key, pin = certs["good"]
+    srv = FakePop3(crt, key, MSGS, bad_retr=2)
+    try:
+        data = setup_box(tmp_path, srv.port, verify="pin", pin=pin)
+        r = fetch(hostbin, data)
+        assert r.returncode == 111, r.stdout + r.stderr
+        assert "RETR" in r.stderr and "GARBAGE" in r.stderr, r.stderr
+        assert len(srv.msgs) == 3                       # no DELE committed
+        assert len(delivered(data)) <= 1
+        r = fetch(hostbin, data)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert delivered(data) == sorted(MSGS) and srv.msgs == []
+    finally:
+        srv.close()
+
+
 def test_no_uidl_keep_refused(tmp_path, certs, hostbin):
     crt, key, pin = certs["good"]
     srv = FakePop3(crt, key, MSGS, uidl=False)
@@ -479,7 +510,8 @@ def test_daemon_polls_on_demand(tmp_path, certs, hostbin):
     srv = FakePop3(crt, key, MSGS[:1])
     data = setup_box(tmp_path, srv.port, verify="pin", pin=pin, poll="1h")
     p = subprocess.Popen([hostbin("fetchd"), "-f", "-d", str(data), *drop_args(data)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=env_of(data))
     try:
         # (wait for the QUIT too: the fake server commits DELEs then)
         assert wait_for(lambda: len(delivered(data)) == 1 and not srv.msgs)
@@ -510,7 +542,7 @@ def test_root_without_user_refused(tmp_path, certs, hostbin):
     try:
         data = setup_box(tmp_path, srv.port, verify="pin", pin=pin)
         r = subprocess.run([hostbin("fetchd"), "--once", "-d", str(data)],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=60, env=env_of(data))
         assert r.returncode == 100 and "refusing to run as root" in r.stderr, r.stderr
         assert srv.msgs == MSGS[:1] and delivered(data) == []
         r = fetch(hostbin, data)       # with -u: the files are the mail group's
@@ -546,8 +578,87 @@ def test_name_lookup_deadline(tmp_path, certs, hostbin):
     cmd = [hostbin("fetchd"), "--once", "-d", str(data), *drop_args(data)]
     r = subprocess.run(["unshare", "-nm", "/usr/bin/python3", "-c", SILENT_DNS, str(resolv), *cmd],
                        capture_output=True, text=True, timeout=180,
-                       env=dict(os.environ, RES_OPTIONS="timeout:30 attempts:2"))
+                       env=dict(env_of(data), RES_OPTIONS="timeout:30 attempts:2"))
     assert r.returncode == 0, r.stderr
     rc, secs, err = r.stdout.split(" ", 2)
     assert rc == "111" and "cannot resolve pop.hang.test: no answer in time" in err, r.stdout
     assert 9 <= float(secs) < 20, r.stdout
+
+
+class SilentServer:
+    """Accepts TCP connections and never sends a byte (a provider whose
+    POP3 server hangs): records what the client sent."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(5)
+        self.port = self.sock.getsockname()[1]
+        self.raw = b""
+        self.conns = []
+        self.t = threading.Thread(target=self.serve, daemon=True)
+        self.t.start()
+
+    def serve(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        self.conns.append(conn)
+        conn.settimeout(200)
+        try:
+            while chunk := conn.recv(65536):
+                self.raw += chunk
+        except OSError:
+            pass
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def timed_fetch(hostbin, data):
+    import time
+    t = time.monotonic()
+    r = fetch_long(hostbin, data)
+    return r, time.monotonic() - t
+
+
+def fetch_long(hostbin, data):
+    return fetch(hostbin, data, timeout=300)
+
+
+def test_tls_handshake_timeout(work, certs, hostbin):
+    """Implicit TLS to a server that never answers the ClientHello: fetchd
+    gives up when the handshake deadline (FETCH_TLS_MS, 30 s) passes, with
+    a clear message, having sent nothing but the ClientHello."""
+    _, _, pin = certs["good"]
+    srv = SilentServer()
+    try:
+        data = setup_box(work, srv.port, verify="pin", pin=pin, tls="implicit")
+        r, took = timed_fetch(hostbin, data)
+    finally:
+        srv.close()
+    assert r.returncode == 111, r.stdout + r.stderr
+    assert "timeout during the TLS handshake; not sending the password" in r.stderr, r.stderr
+    assert took >= 29, took                   # the deadline, not an early error
+    assert srv.raw[:1] == b"\x16"             # a TLS record: the ClientHello
+    assert PASSWORD.encode() not in srv.raw and b"USER" not in srv.raw
+
+
+@pytest.mark.skipif(not os.environ.get("POSTERN_SOAK"), reason="about 60 s: POSTERN_SOAK=1")
+def test_greeting_timeout(work, certs, hostbin):
+    """STLS mode, a server that accepts and never greets: the reply
+    deadline (FETCH_REPLY_MS, 60 s) ends the session."""
+    _, _, pin = certs["good"]
+    srv = SilentServer()
+    try:
+        data = setup_box(work, srv.port, verify="pin", pin=pin)
+        r, took = timed_fetch(hostbin, data)
+    finally:
+        srv.close()
+    assert r.returncode == 111, r.stdout + r.stderr
+    assert "timed out" in r.stderr, r.stderr
+    assert took >= 59, took
+    assert srv.raw == b""

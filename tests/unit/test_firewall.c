@@ -55,6 +55,9 @@ static void t_router_defaults(void)
 	CHECK(has_line(":FORWARD DROP [0:0]"));
 	CHECK(has_line("-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"));
 	CHECK(has_line("-A INPUT -p icmp -m limit --limit 5/sec --limit-burst 20 -j ACCEPT"));
+	CHECK(has_line("-A INPUT -p icmp --icmp-type echo-request -m limit --limit 5/sec "
+	               "--limit-burst 20 -j ACCEPT"));
+	CHECK(has_line("-A INPUT -p icmp --icmp-type echo-request -j DROP"));
 	/* the LAN reaches the box's services; nothing else reaches it */
 	CHECK(has_line("-A INPUT -i eth1 -j postern-in-lan"));
 	CHECK(has_line("-A INPUT -i eth1 -p udp --sport 68 --dport 67 -j ACCEPT"));
@@ -121,6 +124,7 @@ static void t_ipv6(void)
 	CHECK(count("*nat") == 0);
 	CHECK(has_line("-A INPUT -p ipv6-icmp --icmpv6-type 135 -j ACCEPT"));
 	CHECK(has_line("-A INPUT -p ipv6-icmp -m limit --limit 5/sec --limit-burst 20 -j ACCEPT"));
+	CHECK(has_line("-A INPUT -p ipv6-icmp --icmpv6-type echo-request -j DROP"));
 	CHECK(has_line("-A postern-forward -s 2001:db8:1::/64 -j ACCEPT"));
 	CHECK(has_line("-A postern-block -j REJECT --reject-with icmp6-port-unreachable"));
 	/* the IPv6 LAN's DNS is blocked, never redirected (dnsd answers on IPv4) */
