@@ -6,11 +6,11 @@
 #include "config.h"
 #include "config-int.h"
 #include "fsutil.h"
+#include "strbuf.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,25 +23,6 @@
 static int get_value(const struct key *k, const struct config_sect *s, int ki,
                      char *buf, size_t cap);
 
-struct emitter {
-	char *buf;
-	size_t cap, n;
-};
-
-static void emit(struct emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void emit(struct emitter *e, const char *fmt, ...)
-{
-	va_list ap;
-	int r;
-
-	if (e->n >= e->cap)
-		return;
-	va_start(ap, fmt);
-	r = vsnprintf(e->buf + e->n, e->cap - e->n, fmt, ap);
-	va_end(ap);
-	e->n += r < 0 ? e->cap : (size_t)r;
-}
-
 /*
  * Where a rewritten setting goes: the source line it replaces (its indent,
  * value column and trailing comment are kept) or none (a new line).
@@ -53,7 +34,7 @@ struct layout {
 
 /* Writes "key value"; with a layout, in the old line's columns and with
  * its comment, unless the line would get too long. */
-static void emit_line(struct emitter *e, const char *key, const char *value,
+static void emit_line(struct strbuf *e, const char *key, const char *value,
                       const struct layout *lay)
 {
 	const struct line *l = lay ? lay->l : NULL;
@@ -66,35 +47,36 @@ static void emit_line(struct emitter *e, const char *key, const char *value,
 		width = pad + (int)strlen(value);
 	}
 
-	emit(e, "%.*s%-*s%s", ind, l ? lay->d->src + l->raw_off : "", pad, key, value);
+	strbuf_put(e, "%.*s%-*s%s", ind, l ? lay->d->src + l->raw_off : "", pad, key, value);
 	if (l && l->len && ind + width + 1 + (int)l->len <= CONFIG_LINE_MAX)
-		emit(e, "%*s%.*s", l->cpad > width ? l->cpad - width : 1, "",
+		strbuf_put(e, "%*s%.*s", l->cpad > width ? l->cpad - width : 1, "",
 		     (int)l->len, lay->d->src + l->off);
-	emit(e, "\n");
+	strbuf_put(e, "\n");
 }
 
-static void emit_list(struct emitter *e, const struct key *k, const struct config_sect *s,
+static void emit_list(struct strbuf *e, const struct key *k, const struct config_sect *s,
                       const struct layout *lay)
 {
 	char line[VALUE_MAX], v[VALUE_MAX];
-	size_t n = 0;
+	struct strbuf b;
 	int count = *cfg_count_of(s, k);
 
+	strbuf_init(&b, line, sizeof line);
 	for (int i = 0; i < count; i++) {
 		cfg_format_item(k, (char *)cfg_field(s, k) + (size_t)i * k->size, v, sizeof v);
-		if (n > 0 && n + 1 + strlen(v) > CONFIG_WRAP) {
+		if (b.len > 0 && b.len + 1 + strlen(v) > CONFIG_WRAP) {
 			emit_line(e, k->name, line, lay);
 			lay = NULL;
-			n = 0;
+			strbuf_init(&b, line, sizeof line);
 		}
-		n += (size_t)snprintf(line + n, sizeof line - n, "%s%s", n ? " " : "", v);
+		strbuf_put(&b, "%s%s", b.len ? " " : "", v);   /* fits: CONFIG_WRAP < VALUE_MAX */
 	}
-	if (n > 0)
+	if (b.len > 0)
 		emit_line(e, k->name, line, lay);
 }
 
 /* Writes every line of key k; lay (may be NULL) is the source line it replaces. */
-static void emit_key(struct emitter *e, const struct key *k, const struct config_sect *s,
+static void emit_key(struct strbuf *e, const struct key *k, const struct config_sect *s,
                      const struct layout *lay)
 {
 	char v[VALUE_MAX];
@@ -125,13 +107,13 @@ static const struct line *next_same(const struct config_doc *d, const struct lin
 }
 
 /* Writes line l's text when it still says v, else "key v" in l's columns. */
-static void emit_item(struct emitter *e, const struct config_doc *d, const struct line *l,
+static void emit_item(struct strbuf *e, const struct config_doc *d, const struct line *l,
                       const struct key *k, const char *v)
 {
 	struct layout lay = { d, l };
 
 	if (strlen(v) == l->vlen && memcmp(v, d->src + l->voff, l->vlen) == 0)
-		emit(e, "%.*s\n", (int)l->raw_len, d->src + l->raw_off);
+		strbuf_put(e, "%.*s\n", (int)l->raw_len, d->src + l->raw_off);
 	else
 		emit_line(e, k->name, v, &lay);
 }
@@ -141,7 +123,7 @@ static void emit_item(struct emitter *e, const struct config_doc *d, const struc
  * unchanged are copied as they were; entries of a repeatable setting reuse
  * the setting's source lines in order.
  */
-static void emit_doc_key(struct emitter *e, const struct config_doc *d, const struct line *l,
+static void emit_doc_key(struct strbuf *e, const struct config_doc *d, const struct line *l,
                          const struct key *k, const struct config_sect *s)
 {
 	char v[VALUE_MAX];
@@ -151,7 +133,7 @@ static void emit_doc_key(struct emitter *e, const struct config_doc *d, const st
 	if (k->kind != K_REPEAT) {
 		if (get_value(k, s, l->key, v, sizeof v) >= 0 && strlen(v) == l->vlen &&
 		    memcmp(v, d->src + l->voff, l->vlen) == 0)
-			emit(e, "%.*s\n", (int)l->raw_len, d->src + l->raw_off);
+			strbuf_put(e, "%.*s\n", (int)l->raw_len, d->src + l->raw_off);
 		else
 			emit_key(e, k, s, &lay);   /* lists wrap over several lines */
 		return;
@@ -171,7 +153,7 @@ static void emit_doc_key(struct emitter *e, const struct config_doc *d, const st
 }
 
 struct fmt_state {
-	struct emitter e;
+	struct strbuf e;
 	const struct config *cfg;
 	const struct config_doc *doc;
 	uint64_t emitted[INSTANCES];
@@ -208,25 +190,25 @@ static void emit_pending(struct fmt_state *st, int upto, int keep)
 	for (int i = st->pending; keep && i >= 0 && i < upto; i++) {
 		const struct line *l = &st->doc->lines[i];
 		if (l->type == LN_COMMENT)
-			emit(&st->e, "%.*s\n", (int)l->len, st->doc->src + l->off);
+			strbuf_put(&st->e, "%.*s\n", (int)l->len, st->doc->src + l->off);
 		else
-			emit(&st->e, "\n");
+			strbuf_put(&st->e, "\n");
 	}
 	st->pending = -1;
 }
 
-static void emit_header(struct emitter *e, int slot, const struct config_sect *s,
+static void emit_header(struct strbuf *e, int slot, const struct config_sect *s,
                         const char *comment, size_t clen)
 {
 	int sd = slot_sd(slot);
 
 	if (cfg_sects[sd].named)
-		emit(e, "[%s %s]", cfg_sects[sd].name, s->name);
+		strbuf_put(e, "[%s %s]", cfg_sects[sd].name, s->name);
 	else
-		emit(e, "[%s]", cfg_sects[sd].name);
+		strbuf_put(e, "[%s]", cfg_sects[sd].name);
 	if (comment)
-		emit(e, " %.*s", (int)clen, comment);
-	emit(e, "\n");
+		strbuf_put(e, " %.*s", (int)clen, comment);
+	strbuf_put(e, "\n");
 }
 
 static void fmt_line(struct fmt_state *st, int i)
@@ -269,7 +251,7 @@ int config_format(const struct config *cfg, char *buf, size_t cap)
 		free(st);
 		return -1;
 	}
-	st->e = (struct emitter){ buf, cap, 0 };
+	strbuf_init(&st->e, buf, cap);
 	st->cfg = cfg;
 	st->doc = cfg->doc;
 	st->pending = -1;
@@ -284,12 +266,12 @@ int config_format(const struct config *cfg, char *buf, size_t cap)
 		const struct config_sect *s = slot_inst(cfg, slot);
 		if (st->header_done[slot] || (slot < SD_ACCOUNT && !s->set))
 			continue;
-		if (st->e.n > 0)
-			emit(&st->e, "\n");
+		if (st->e.len > 0)
+			strbuf_put(&st->e, "\n");
 		emit_header(&st->e, slot, s, NULL, 0);
 		flush_missing(st, slot);
 	}
-	n = st->e.n < cap ? (int)st->e.n : -1;
+	n = strbuf_result(&st->e);
 	free(st);
 	return n;
 }
@@ -340,21 +322,21 @@ static int get_value(const struct key *k, const struct config_sect *s, int ki,
                      char *buf, size_t cap)
 {
 	char v[VALUE_MAX];
-	size_t n = 0;
+	struct strbuf b;
 
-	buf[0] = '\0';
+	strbuf_init(&b, buf, cap);
 	if (k->kind == K_SCALAR) {
 		if ((s->set >> ki & 1) || k->def || (k->flags & F_DERIVED))
 			cfg_format_item(k, cfg_field(s, k), v, sizeof v);
 		else
 			v[0] = '\0';
-		cfg_cat(buf, cap, &n, "%s", v);
+		strbuf_put(&b, "%s", v);
 	}
 	for (int i = 0; k->kind != K_SCALAR && i < *cfg_count_of(s, k); i++) {
 		cfg_format_item(k, (char *)cfg_field(s, k) + (size_t)i * k->size, v, sizeof v);
-		cfg_cat(buf, cap, &n, "%s%s", i == 0 ? "" : k->kind == K_LIST ? " " : "\n", v);
+		strbuf_put(&b, "%s%s", i == 0 ? "" : k->kind == K_LIST ? " " : "\n", v);
 	}
-	return n < cap ? (int)n : -1;
+	return strbuf_result(&b);
 }
 
 int config_get(const struct config *cfg, const char *key, char *buf, size_t cap)

@@ -117,8 +117,6 @@ struct config_account *cfg_account_add(struct config *cfg, const char *name);
 int cfg_doc_line(const struct config_doc *d, int sd, const char *name, int key);
 char *cfg_trim(char *s);
 int cfg_parse_item(const struct key *k, const char *s, void *out, char *err, size_t cap);
-void cfg_cat(char *buf, size_t cap, size_t *n, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
 void cfg_format_item(const struct key *k, const void *v, char *buf, size_t cap);
 void cfg_derive(struct config *cfg);
 

@@ -7,11 +7,11 @@
 #include "config.h"
 #include "config-int.h"
 #include "fsutil.h"
+#include "strbuf.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -548,36 +548,27 @@ static void fmt_scaled(unsigned long long v, int dur, char *buf, size_t cap)
 	snprintf(buf, cap, dur ? "%llus" : "%llu", v);
 }
 
-/* Appends to buf (cap bytes) at *n. */
-void cfg_cat(char *buf, size_t cap, size_t *n, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (*n >= cap)
-		return;
-	va_start(ap, fmt);
-	*n += (size_t)vsnprintf(buf + *n, cap - *n, fmt, ap);
-	va_end(ap);
-}
-
 static void fmt_dnshost(const struct config_dnshost *h, char *buf, size_t cap)
 {
 	char a[INET6_ADDRSTRLEN];
-	size_t n = 0;
+	struct strbuf b;
 
-	cfg_cat(buf, cap, &n, "%s", h->name);
+	strbuf_init(&b, buf, cap);
+	strbuf_put(&b, "%s", h->name);
 	for (int i = 0; i < h->naddr; i++)
-		cfg_cat(buf, cap, &n, " %s", config_addr_str(&h->addr[i], a, sizeof a));
+		strbuf_put(&b, " %s", config_addr_str(&h->addr[i], a, sizeof a));
 }
 
 static void fmt_allow(const struct config_allow *al, char *buf, size_t cap)
 {
-	size_t n;
+	char net[VALUE_MAX];
+	struct strbuf b;
 
-	fmt_prefix(&al->net, 1, buf, cap);
-	n = strlen(buf);
+	fmt_prefix(&al->net, 1, net, sizeof net);
+	strbuf_init(&b, buf, cap);
+	strbuf_put(&b, "%s", net);
 	for (int i = 0; i < al->nports; i++)
-		cfg_cat(buf, cap, &n, " %u", al->ports[i]);
+		strbuf_put(&b, " %u", al->ports[i]);
 }
 
 void cfg_format_item(const struct key *k, const void *v, char *buf, size_t cap)

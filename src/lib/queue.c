@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 
 #include "fsutil.h"
 #include "queue.h"
+#include "strbuf.h"
 
 static const char *const state_name[QUEUE_STATES] = { "pending", "sent", "failed", "bounced" };
 
@@ -232,40 +232,21 @@ static int addr_ok(const char *a)
 	return 1;
 }
 
-/* Appends to buf; returns -1 once cap is exceeded. */
-static int put(char *buf, size_t cap, size_t *len, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int put(char *buf, size_t cap, size_t *len, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (*len >= cap)
-		return -1;
-	va_start(ap, fmt);
-	n = vsnprintf(buf + *len, cap - *len, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= cap - *len)
-		return -1;
-	*len += (size_t)n;
-	return 0;
-}
-
 int queue_env_format(const struct queue_env *env, char *buf, size_t cap)
 {
-	size_t len = 0;
+	struct strbuf b;
 
 	if (!queue_id_valid(env->id) || !addr_ok(env->from) || !addr_ok(env->user) ||
 	    env->nrcpt < 0 || env->nrcpt > QUEUE_RCPTS_MAX) {
 		errno = EINVAL;
 		return -1;
 	}
-	if (put(buf, cap, &len, "postern-queue %d\nid %s\ncreated %" PRId64 "\nuser %s\n"
-		"from %s\nsize %" PRIu64 "\n", QUEUE_VERSION, env->id, env->created,
-		env->user, env->from, env->size) < 0)
-		goto small;
-	if (env->notified && put(buf, cap, &len, "notified 1\n") < 0)
-		goto small;
+	strbuf_init(&b, buf, cap);
+	strbuf_put(&b, "postern-queue %d\nid %s\ncreated %" PRId64 "\nuser %s\n"
+		   "from %s\nsize %" PRIu64 "\n", QUEUE_VERSION, env->id, env->created,
+		   env->user, env->from, env->size);
+	if (env->notified)
+		strbuf_put(&b, "notified 1\n");
 	for (int i = 0; i < env->nrcpt; i++) {
 		const struct queue_rcpt *r = &env->rcpt[i];
 		char reply[QUEUE_REPLY_MAX + 1];
@@ -280,14 +261,12 @@ int queue_env_format(const struct queue_env *env, char *buf, size_t cap)
 		for (k = 0; r->reply[k] && k < QUEUE_REPLY_MAX; k++)
 			reply[k] = r->reply[k] >= 0x20 && r->reply[k] < 0x7f ? r->reply[k] : '?';
 		reply[k] = '\0';
-		if (put(buf, cap, &len, "rcpt %s %u %" PRId64 " %s%s%s\n", state_name[r->state],
-			r->attempts, r->next_attempt, r->addr, k ? " " : "", reply) < 0)
-			goto small;
+		strbuf_put(&b, "rcpt %s %u %" PRId64 " %s%s%s\n", state_name[r->state],
+			   r->attempts, r->next_attempt, r->addr, k ? " " : "", reply);
 	}
-	return (int)len;
-small:
-	errno = ENOSPC;
-	return -1;
+	if (strbuf_result(&b) < 0)
+		errno = ENOSPC;
+	return strbuf_result(&b);
 }
 
 /* Parses a decimal; 0 or -1. */

@@ -26,6 +26,7 @@
 #include "privdrop.h"
 #include "relayd.h"
 #include "secret.h"
+#include "server.h"
 #include "status.h"
 
 #define EXIT_PERM 100
@@ -130,56 +131,85 @@ int relay_password_retry(struct relayd *d)
 	return 0;
 }
 
-static int setup_tls(struct relayd *d, const struct config_smarthost *sh, char *err, size_t errlen)
+/* The smart host's trust settings (anchors from ca-file, or the pin) into
+ * *a and *t, leaving the ones in use alone: a reload whose ca-file cannot
+ * be read keeps relaying with the old settings. 0 or -1. */
+static int build_tls(const struct config_smarthost *sh, struct pem_anchors *a, int *have,
+		     struct tls_client_config *t, char *err, size_t errlen)
 {
-	if (d->have_anchors)
-		pem_anchors_free(&d->anchors);
-	d->have_anchors = 0;
-	memset(&d->tcfg, 0, sizeof d->tcfg);
+	memset(t, 0, sizeof *t);
+	*have = 0;
 	if (sh->verify == CONFIG_VERIFY_PIN) {
-		d->tcfg.have_pin = 1;
-		memcpy(d->tcfg.pin, sh->pin.sha256, sizeof d->tcfg.pin);
+		t->have_pin = 1;
+		memcpy(t->pin, sh->pin.sha256, sizeof t->pin);
 		return 0;
 	}
-	if (pem_anchors_load(&d->anchors, sh->ca_file, err, errlen) < 0)
+	if (pem_anchors_load(a, sh->ca_file, err, errlen) < 0)
 		return -1;
-	d->have_anchors = 1;
-	d->tcfg.anchors = d->anchors.ta;
-	d->tcfg.anchor_count = d->anchors.count;
+	*have = 1;
+	t->anchors = a->ta;
+	t->anchor_count = a->count;
 	return 0;
 }
 
-/* Loads (or reloads) configuration, users, password and TLS settings. */
-static int load_all(struct relayd *d)
+static void use_tls(struct relayd *d, const struct pem_anchors *a, int have,
+		    const struct tls_client_config *t)
 {
-	struct config_errors errs;
-	struct config *cfg = config_load(d->p.conf, &errs);
-	char err[512];
+	if (d->have_anchors)
+		pem_anchors_free(&d->anchors);
+	d->anchors = *a;
+	d->have_anchors = have;
+	d->tcfg = *t;
+}
 
-	if (!cfg) {
-		for (int i = 0; i < errs.count; i++)
-			log_msg(LOG_ERR, NULL, "%s", errs.e[i].text);
-		return -1;
-	}
-	/* An unreadable password (not stored yet, wrong owner or mode) is no
-	 * reason to stop: mail waits in the queue and relayd tries again at
-	 * every scan, so `postern secret set` is enough to get it going. */
-	if (read_password(d, cfg->smarthost.password_file, d->pw_error, sizeof d->pw_error) < 0)
+/* An unreadable password (not stored yet, wrong owner or mode) is no reason
+ * to stop: mail waits in the queue and relayd tries again at every scan,
+ * so `postern secret set` is enough to get it going. */
+static void load_password(struct relayd *d)
+{
+	if (read_password(d, d->cfg->smarthost.password_file, d->pw_error,
+			  sizeof d->pw_error) < 0)
 		log_msg(LOG_ERR, NULL, "smart-host password: %s: outbound mail stays queued",
 			d->pw_error);
 	else
 		d->pw_error[0] = '\0';
-	if (cfg->smarthost.host[0] && setup_tls(d, &cfg->smarthost, err, sizeof err) < 0) {
+}
+
+/* The users file, when it changed (server_users_refresh: a file that cannot
+ * be read keeps the users loaded before, or none at the start). */
+static void load_users(struct relayd *d)
+{
+	static struct timespec mtime;
+
+	server_users_refresh(&d->users, &mtime, d->p.users);
+	if (!d->users.n)
+		log_msg(LOG_WARNING, NULL, "%s: no users (DSNs cannot be delivered)", d->p.users);
+}
+
+/* Loads (or reloads) configuration, users, password and TLS settings; a
+ * configuration that is invalid or whose ca-file cannot be read changes
+ * nothing. 0 or -1. */
+static int load_all(struct relayd *d)
+{
+	struct config *cfg = server_config_load(d->p.conf);
+	struct tls_client_config t = { 0 };
+	struct pem_anchors a = { 0 };
+	int have = 0;
+	char err[512];
+
+	if (!cfg)
+		return -1;
+	if (cfg->smarthost.host[0] && build_tls(&cfg->smarthost, &a, &have, &t, err, sizeof err) < 0) {
 		log_msg(LOG_ERR, NULL, "%s", err);
 		config_free(cfg);
 		return -1;
 	}
-	users_free(&d->users);
-	users_init(&d->users);
-	if (users_load(&d->users, d->p.users, err, sizeof err) < 0)
-		log_msg(LOG_WARNING, NULL, "users: %s (DSNs cannot be delivered)", err);
+	if (cfg->smarthost.host[0])
+		use_tls(d, &a, have, &t);
 	config_free(d->cfg);
 	d->cfg = cfg;
+	load_password(d);
+	load_users(d);
 	snprintf(d->ehlo, sizeof d->ehlo, "%s.%s", cfg->global.hostname, cfg->global.mail_domain);
 	if (!cfg->smarthost.host[0])
 		log_msg(LOG_NOTICE, NULL, "no [smarthost]: outbound mail stays queued");
@@ -195,6 +225,8 @@ static void on_signal(struct evloop *l, int signo, void *ctx)
 	if (signo == SIGHUP) {
 		if (load_all(d) == 0)
 			log_msg(LOG_INFO, NULL, "configuration reloaded");
+		else
+			log_msg(LOG_ERR, NULL, "keeping the previous configuration");
 		sched_rescan(d);
 	} else if (signo == SIGUSR1) {
 		sched_flush(d);

@@ -332,6 +332,37 @@ static void t_round_trip(void)
 	free(again);
 }
 
+/* Every buffer size from 0 to one past the fit: -1 until the text and its NUL
+ * fit, never a byte written past cap, and a text cut only between items. */
+static void t_small_buffers(void)
+{
+	const char *host = "printer 192.168.10.20\nnas 192.168.10.30 fd00::30";
+	struct config *c = parse(good);
+	char buf[128];
+	int n;
+
+	CHECK(c != NULL);
+	if (!c)
+		return;
+	n = (int)strlen(host);
+	for (int cap = 0; cap <= n + 1; cap++) {
+		memset(buf, 'Z', sizeof buf);
+		CHECK_EQ(config_get(c, "dns.host", buf, (size_t)cap), cap > n ? n : -1);
+		CHECK_EQ(buf[cap], 'Z');
+		if (cap > 0 && cap <= n)
+			CHECK(strcmp(buf, "") == 0 || strcmp(buf, "printer 192.168.10.20") == 0);
+	}
+	n = config_format(c, out, sizeof out);
+	CHECK_EQ(n, (int)strlen(good));
+	for (int cap = n - 300; cap <= n + 1; cap++) {
+		memset(out, 'Z', (size_t)n + 2);
+		CHECK_EQ(config_format(c, out, (size_t)cap), cap > n ? n : -1);
+		CHECK_EQ(out[cap], 'Z');
+		CHECK(strncmp(out, good, strlen(out)) == 0);   /* a prefix, never garbage */
+	}
+	config_free(c);
+}
+
 /* Changes keep comments, order and columns; new settings join their section. */
 static void t_edit_keeps_layout(void)
 {
@@ -543,6 +574,7 @@ int main(void)
 	RUN(t_errors);
 	RUN(t_many_errors);
 	RUN(t_round_trip);
+	RUN(t_small_buffers);
 	RUN(t_edit_keeps_layout);
 	RUN(t_set_errors);
 	RUN(t_save_and_reload);

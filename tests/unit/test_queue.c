@@ -154,6 +154,17 @@ static void t_env_text(void)
 	CHECK_EQ(queue_env_parse(&back, buf, (size_t)n), 0);
 	CHECK_EQ(back.nrcpt, 2);
 	CHECK_EQ(queue_env_format(&env, buf, 40), -1);
+	CHECK_EQ(errno, ENOSPC);
+	/* the exact fit (text and NUL) is accepted, one byte less is not, and the
+	 * bytes past cap are never touched */
+	memset(buf, 'Z', sizeof buf);
+	CHECK_EQ(queue_env_format(&env, buf, (size_t)n + 1), n);
+	CHECK_EQ(buf[n], '\0');
+	CHECK_EQ(buf[n + 1], 'Z');
+	memset(buf, 'Z', sizeof buf);
+	CHECK_EQ(queue_env_format(&env, buf, (size_t)n), -1);
+	CHECK_EQ(buf[n], 'Z');
+	CHECK_EQ(queue_env_format(&env, buf, 0), -1);
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		int r = queue_env_parse(&back, bad[i], strlen(bad[i]));
 
