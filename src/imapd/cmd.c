@@ -125,7 +125,7 @@ static int login(struct imap_req *r, const char *user, const char *pass)
 	c->job = JOB_AUTH;
 	if (pool_submit(c->d, c) == 0)
 		return 0;
-	c->verdict = auth_check(c);
+	auth_job(c);
 	cmd_login_done(c);
 	return 0;
 }
@@ -143,8 +143,7 @@ static void login_enter(struct imapd_conn *c, struct imap_req *r, const struct u
 		return;
 	}
 	snprintf(c->user, sizeof c->user, "%s", u->name);
-	if (snprintf(c->root, sizeof c->root, "%s/%s", d->o.mail_root, u->name) >=
-	    (int)sizeof c->root || maildir_create(c->root) < 0) {
+	if (!c->store_ok) {   /* c->root: see auth_job */
 		log_msg(LOG_ERR, &c->lf, "%s: cannot open the Maildir", c->root);
 		reply(r, "NO", "[UNAVAILABLE] Mailbox store unavailable");
 		return;

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -266,10 +265,16 @@ static void on_timeout(struct evloop *l, struct evl_timer *t)
 	conn_io(l, &c->io, 0);
 }
 
+/* Also IDLE's notification (idle.c marked the connection). */
 static void on_kick(struct evloop *l, struct evl_timer *t)
 {
 	struct imapd_conn *c = t->ctx;
 
+	if (c->idling && c->idle_dirty) {
+		c->idle_dirty = 0;
+		if (mbox_update(c, 1) < 0)
+			out_fmt(c, "* BYE Mailbox unavailable\r\n");
+	}
 	conn_io(l, &c->io, 0);
 }
 
@@ -505,69 +510,6 @@ static void conn_io(struct evloop *l, struct evl_io *io, unsigned events)
 		arm(c);
 }
 
-/* ---- IDLE: inotify on new/ and cur/ (RFC 2177) ----------------------------------- */
-
-static void on_inotify(struct evloop *l, struct evl_io *io, unsigned events)
-{
-	struct imapd_conn *c = io->ctx;
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-
-	(void)events;
-	while (read(c->ifd, buf, sizeof buf) > 0)
-		;
-	if (mbox_update(c, 1) < 0)
-		out_fmt(c, "* BYE Mailbox unavailable\r\n");
-	conn_io(l, &c->io, 0);
-}
-
-int conn_idle_start(struct imapd_conn *c)
-{
-	static const char *const subs[] = { "new", "cur" };
-	char path[IMAPD_PATH_MAX + 8];
-
-	c->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (c->ifd < 0)
-		return -1;
-	for (int i = 0; i < 2; i++) {
-		snprintf(path, sizeof path, "%s/%s", c->ix.dir, subs[i]);
-		if (inotify_add_watch(c->ifd, path, IN_CREATE | IN_DELETE | IN_MOVED_FROM |
-					  IN_MOVED_TO | IN_ONLYDIR | IN_DONT_FOLLOW) < 0) {
-			close(c->ifd);
-			c->ifd = -1;
-			return -1;
-		}
-	}
-	evl_io_init(&c->iio, c->ifd, on_inotify, c);
-	if (evl_io_set(&c->d->loop, &c->iio, EVL_READ) < 0) {
-		close(c->ifd);
-		c->ifd = -1;
-		return -1;
-	}
-	return 0;
-}
-
-int conn_idle_pending(struct imapd_conn *c)
-{
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	int any = 0;
-
-	if (c->ifd < 0)
-		return 1;   /* not watched: anything may have changed */
-	while (read(c->ifd, buf, sizeof buf) > 0)
-		any = 1;
-	return any;
-}
-
-void conn_idle_stop(struct imapd_conn *c)
-{
-	if (c->ifd >= 0) {
-		evl_io_del(&c->d->loop, &c->iio);
-		close(c->ifd);
-		c->ifd = -1;
-	}
-	c->idling = 0;
-}
-
 /* ---- accepting ----------------------------------------------------------------- */
 
 static void peer_addr(struct imapd_conn *c, const struct sockaddr_storage *sa)
@@ -618,7 +560,6 @@ void conn_accept(struct imapd *d, struct imapd_listener *l)
 	d->nconns++;
 	c->d = d;
 	c->fd = fd;
-	c->ifd = -1;
 	c->kind = l->kind;
 	c->next = d->conns;
 	if (d->conns)

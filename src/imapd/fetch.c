@@ -32,6 +32,7 @@
 #define SEARCH_DEPTH_MAX 32    /* nesting of NOT/OR/( ) in SEARCH */
 #define FETCH_CHUNK 65536      /* bytes read from a message file at a time */
 #define FETCH_HEADER_MAX (8u << 20)   /* bytes of a header filtered in memory */
+#define FETCH_HDR_PIECE 4096   /* bytes fed at a time when only the header is wanted */
 
 static const struct { char letter; const char *name; } flag_map[] = {
 	{ 'R', "\\Answered" }, { 'F', "\\Flagged" }, { 'T', "\\Deleted" },
@@ -236,6 +237,7 @@ struct msgfile {
 	uint64_t size;
 	struct mime mime;
 	int parsed;
+	int hdr_only;             /* parsed up to the end of the message's header only */
 };
 
 static int mf_open(struct imapd_conn *c, size_t i, struct msgfile *f)
@@ -263,22 +265,59 @@ static int mf_open(struct imapd_conn *c, size_t i, struct msgfile *f)
 	return 0;
 }
 
-/* The MIME structure, parsed from the file without holding it whole. */
-static int mf_parse(struct imapd_conn *c, size_t i, struct msgfile *f)
+/* Feeds the file to the MIME parser in pieces of `piece` bytes, up to
+ * the end of the message's header (hdr_only) or of the file. 0 or -1. */
+static int mf_feed(struct imapd_conn *c, size_t i, struct msgfile *f, size_t piece,
+		   int hdr_only)
 {
 	char buf[FETCH_CHUNK];
 	uint64_t off = 0;
 	ssize_t n;
 
-	if (f->parsed)
-		return 0;
 	if (mf_open(c, i, f) < 0 || mime_init(&f->mime) < 0)
 		return -1;
-	while (off < f->size && (n = pread(f->fd, buf, sizeof buf, (off_t)off)) > 0) {
+	while (off < f->size && (n = pread(f->fd, buf, piece, (off_t)off)) > 0) {
 		off += (uint64_t)n;
 		if (mime_feed(&f->mime, buf, (size_t)n) < 0)
 			break;
+		if (hdr_only && mime_header_done(&f->mime)) {
+			f->parsed = f->hdr_only = 1;
+			return 0;
+		}
 	}
+	return 0;
+}
+
+/* Only the message's header (ENVELOPE, BODY[HEADER], HEADER.FIELDS): the
+ * body is not parsed (it was 5.6 % of the loop's time with the MIME parser
+ * going through every line of every message whose headers were fetched). */
+static int mf_parse_header(struct imapd_conn *c, size_t i, struct msgfile *f)
+{
+	if (f->parsed)
+		return 0;
+	if (mf_feed(c, i, f, FETCH_HDR_PIECE, 1) < 0)
+		return -1;
+	if (f->parsed)
+		return 0;
+	if (mime_finish(&f->mime) < 0) {   /* no blank line: the header is all */
+		mime_free(&f->mime);
+		return -1;
+	}
+	f->parsed = 1;
+	return 0;
+}
+
+/* The MIME structure, parsed from the file without holding it whole. */
+static int mf_parse(struct imapd_conn *c, size_t i, struct msgfile *f)
+{
+	if (f->parsed && f->hdr_only) {   /* the same FETCH wants more now */
+		mime_free(&f->mime);
+		f->parsed = f->hdr_only = 0;
+	}
+	if (f->parsed)
+		return 0;
+	if (mf_feed(c, i, f, FETCH_CHUNK, 0) < 0)
+		return -1;
 	if (mime_finish(&f->mime) < 0) {
 		mime_free(&f->mime);
 		return -1;
@@ -294,7 +333,7 @@ static void mf_close(struct msgfile *f)
 	if (f->parsed)
 		mime_free(&f->mime);
 	f->fd = -1;
-	f->parsed = 0;
+	f->parsed = f->hdr_only = 0;
 }
 
 /* Sends the window [from, from + n) of a byte stream that is the file's
@@ -432,7 +471,10 @@ static int body_part(struct imapd_conn *c, size_t i, struct msgfile *f, const ch
 			return -1;
 		partial = 1;
 	}
-	if (mf_parse(c, i, f) < 0 || imap_section_resolve(&f->mime, sect, &s) < 0)
+	/* The message's own HEADER, HEADER.FIELDS (.NOT): its header suffices. */
+	if ((strncasecmp(sect, "HEADER", 6) == 0 ? mf_parse_header(c, i, f)
+						: mf_parse(c, i, f)) < 0 ||
+	    imap_section_resolve(&f->mime, sect, &s) < 0)
 		return -1;
 	out_fmt(c, "BODY[%s]", sect);
 	if (partial)
@@ -481,10 +523,11 @@ static void out_internaldate(struct imapd_conn *c, size_t i)
 static int structured(struct imapd_conn *c, size_t i, struct msgfile *f, const char *a)
 {
 	struct imap_buf b = { 0 };
+	int env = !strcasecmp(a, "ENVELOPE");
 
-	if (mf_parse(c, i, f) < 0)
+	if ((env ? mf_parse_header(c, i, f) : mf_parse(c, i, f)) < 0)
 		return -1;
-	if (!strcasecmp(a, "ENVELOPE")) {
+	if (env) {
 		imap_buf_puts(&b, "ENVELOPE ");
 		imap_envelope(&b, &f->mime, 0);
 	} else {
@@ -681,144 +724,6 @@ int cmd_fetch(struct imap_req *r)
 	if (rc < 0)
 		return reply(r, "NO", "Some messages could not be fetched");
 	return reply(r, "OK", "FETCH completed");
-}
-
-/* The flags STORE wants message m to have (mode: 0 FLAGS, 1 +FLAGS,
- * -1 -FLAGS); \Recent ('P' here) is never the client's to set. */
-static void store_want(const struct imap_msg *m, const char *letters, int mode, char *want)
-{
-	size_t k = 0;
-
-	for (const char *f = "DFPRSTabcdefghijklmnopqrstuvwxyz"; *f; f++) {
-		int has = strchr(m->flags, *f) != NULL, in = strchr(letters, *f) != NULL;
-
-		if (mode == 0 ? (in || (has && *f == 'P')) : mode > 0 ? (has || in) : (has && !in))
-			want[k++] = *f;
-	}
-	want[k] = '\0';
-}
-
-/* What one STORE asks for. */
-struct store_req {
-	char letters[MAILDIR_FLAGS_MAX + 1];
-	int mode, silent;
-	uint64_t unchanged;           /* UNCHANGEDSINCE, or UINT64_MAX */
-	struct imap_buf modified;     /* RFC 7162 3.1.3: the MODIFIED set */
-};
-
-/* STORE on message i: 1 changed, 0 not, -1 refused by UNCHANGEDSINCE. */
-static int store_one(struct imapd_conn *c, size_t i, const struct store_req *q)
-{
-	struct imap_msg *m = &c->ix.m[i];
-	char want[MAILDIR_FLAGS_MAX + 1], nn[300];
-
-	msg_locate(c, i);   /* renamed by another client meanwhile? */
-	if (q->unchanged != UINT64_MAX &&
-	    (!c->txn || imap_index_txn_modseq(c->txn, &c->ix, i) > q->unchanged))
-		return -1;
-	store_want(m, q->letters, q->mode, want);
-	if (strcmp(want, m->flags) == 0 ||
-	    maildir_set_flags(c->ix.dir, m->name, want, nn, sizeof nn) < 0)
-		return 0;
-	free(m->name);
-	m->name = strdup(nn);
-	m->in_new = 0;
-	strcpy(m->flags, want);
-	if (c->txn)
-		imap_index_txn_touch(c->txn, &c->ix, i);
-	return 1;
-}
-
-/* STORE's arguments after the set: [SP "(UNCHANGEDSINCE n)"] SP item SP
- * flags. 0, -1 syntax (answered BAD by the caller), -2 no keyword room. */
-static int store_args(struct imap_req *r, struct store_req *q)
-{
-	struct imapd_conn *c = r->c;
-	char item[32];
-	int rc;
-
-	q->unchanged = UINT64_MAX;
-	if (imap_sp(&r->p) < 0)
-		return -1;
-	if (imap_peek(&r->p) == '(') {
-		if (imap_modifier(&r->p, "UNCHANGEDSINCE", &q->unchanged) < 0 || imap_sp(&r->p) < 0)
-			return -1;
-		c->condstore = 1;   /* RFC 7162 3.1: an enabling command */
-	}
-	if (imap_atom(&r->p, item, sizeof item) < 0 || imap_sp(&r->p) < 0 ||
-	    (rc = flags_parse(&r->p, c->ix.dir, c->readonly ? NULL : &c->kw, q->letters,
-			      sizeof q->letters)) == -1 || imap_eol(&r->p) < 0)
-		return -1;
-	q->mode = item[0] == '+' ? 1 : item[0] == '-' ? -1 : 0;
-	q->silent = strcasestr(item, ".SILENT") != NULL;
-	if (strncasecmp(item + (q->mode != 0), "FLAGS", 5) != 0) {
-		r->p.err = "expected FLAGS, +FLAGS or -FLAGS";
-		return -1;
-	}
-	return rc;
-}
-
-/* The untagged FETCH of a stored message (RFC 3501 6.4.6; with
- * UNCHANGEDSINCE even when .SILENT, RFC 7162 3.1.3). */
-static void store_reply(struct imap_req *r, size_t i, const struct store_req *q, int changed)
-{
-	struct imapd_conn *c = r->c;
-	char fl[FLAGS_TEXT_MAX];
-
-	if (q->silent && !(changed && q->unchanged != UINT64_MAX))
-		return;
-	flags_imap(c->ix.m[i].flags, &c->kw, fl, sizeof fl);
-	out_fmt(c, "* %zu FETCH (FLAGS %s", i + 1, fl);
-	if (r->uid)
-		out_fmt(c, " UID %u", c->ix.m[i].uid);
-	out_condstore(c, i);
-	out_fmt(c, ")\r\n");
-}
-
-int cmd_store(struct imap_req *r)
-{
-	struct imapd_conn *c = r->c;
-	struct imap_seqset set;
-	struct store_req q = { .modified = { 0 } };
-	size_t *pos, n;
-	int rc;
-
-	if (imap_sp(&r->p) < 0 || imap_seqset(&r->p, &set) < 0)
-		return bad_args(r);
-	if ((rc = store_args(r, &q)) < 0 || c->readonly) {
-		imap_seqset_free(&set);
-		return rc == -1 ? bad_args(r) : rc == -2
-		       ? reply(r, "NO", "[LIMIT] No room for another keyword in this mailbox")
-		       : reply(r, "NO", "[READ-ONLY] Mailbox is read-only");
-	}
-	rc = set_select(c, &set, r->uid, &pos, &n);
-	imap_seqset_free(&set);
-	if (rc < 0)
-		return reply(r, "BAD", "Invalid message numbers");
-	txn_get(c);   /* the lock before the renames: modseqs in order with syncs */
-	for (size_t i = 0; i < n; i++) {
-		int changed = store_one(c, pos[i], &q);
-		char num[16];
-
-		if (changed < 0) {
-			snprintf(num, sizeof num, "%s%u", q.modified.len ? "," : "",
-				 r->uid ? c->ix.m[pos[i]].uid : (uint32_t)pos[i] + 1);
-			imap_buf_puts(&q.modified, num);
-			continue;
-		}
-		store_reply(r, pos[i], &q, changed);
-	}
-	txn_end(c);
-	free(pos);
-	if (q.modified.len && !q.modified.oom) {   /* may be longer than reply() takes */
-		out_fmt(c, "%s OK [MODIFIED ", r->tag);
-		out_raw(c, q.modified.p, q.modified.len);
-		out_fmt(c, "] Conditional STORE failed\r\n");
-		imap_buf_free(&q.modified);
-		return 0;
-	}
-	imap_buf_free(&q.modified);
-	return reply(r, "OK", "STORE completed");
 }
 
 /* ---- SEARCH (RFC 3501 6.4.4, a subset) -------------------------------------------- */

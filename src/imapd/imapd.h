@@ -10,8 +10,11 @@
  *             not-authenticated commands (CAPABILITY, STARTTLS, LOGIN, ...)
  *   mbox.c    mailbox names -> directories (isolation), LIST, CREATE,
  *             SELECT, STATUS, APPEND, EXPUNGE, COPY/MOVE, view updates
- *   fetch.c   FETCH, STORE, SEARCH
- *   auth.c    password checks on worker threads (the KDF costs ~0.2 s)
+ *   fetch.c   FETCH, SEARCH
+ *   store.c   STORE: the renames on a worker
+ *   auth.c    the worker threads: password checks (the KDF costs ~0.2 s),
+ *             the user's Maildir, APPEND's and STORE's fsyncs
+ *   idle.c    IDLE's notifications: one inotify instance per process
  */
 #ifndef POSTERN_IMAPD_H
 #define POSTERN_IMAPD_H
@@ -45,7 +48,7 @@
 #define IMAPD_CLOSE_MS 5000
 #define IMAPD_BAD_MAX 20                /* BAD answers in a row before BYE */
 #define IMAPD_PATH_MAX 4096
-#define IMAPD_WORKERS 2                 /* threads checking passwords */
+#define IMAPD_WORKERS 2                 /* worker threads (auth.c) */
 #define IMAPD_STREAM_MIN (64u << 10)    /* literals from this size are sent from the file */
 #define IMAPD_STREAMS_MAX 8             /* such file sections queued per connection */
 #define IMAPD_STREAM_CHUNK 16384        /* bytes read from the file at a time */
@@ -94,6 +97,12 @@ struct imapd_opts {
 	const char *listen[2];         /* --imap, --imaps ("" = off) */
 };
 
+/* A watched directory of the process's inotify instance (idle.c). */
+struct idle_watch {
+	int wd;
+	int refs;                   /* idling connections that watch it */
+};
+
 struct imapd {
 	struct imapd_opts o;
 	struct evloop loop;
@@ -101,12 +110,16 @@ struct imapd {
 	struct users_db users;
 	struct timespec users_mtime;
 	struct users_cache cache;
-	struct pool pool;           /* password checks, APPEND fsyncs (auth.c) */
+	struct pool pool;           /* logins, APPEND, STORE (auth.c) */
 	int jobs;                   /* checks in the pool: the users stay loaded */
 	struct tls_server_config tls;
 	struct imapd_listener lis[2];
 	struct imapd_conn *conns;   /* all connections (for the per-user limits) */
 	int nconns;
+	int ifd;                    /* IDLE's inotify instance, -1 without (idle.c) */
+	struct evl_io iio;
+	struct idle_watch *watches;
+	size_t nwatches, capwatches;
 };
 
 struct imapd_conn {
@@ -147,8 +160,9 @@ struct imapd_conn {
 	/* IDLE (RFC 2177) */
 	int idling;
 	char idle_tag[IMAP_TAG_MAX + 1];
-	int ifd;                       /* inotify, while idling */
-	struct evl_io iio;
+	int wd[2];                     /* watches on new/ and cur/, while idling */
+	int nwd;
+	int idle_dirty;                /* an event came since the last update */
 	/* AUTHENTICATE PLAIN waiting for its response line */
 	int auth_wait;
 	char auth_tag[IMAP_TAG_MAX + 1];
@@ -156,16 +170,19 @@ struct imapd_conn {
 	int busy;                      /* a worker holds this connection */
 	int dead;                      /* closed while busy: freed when it returns */
 	int verdict;                   /* enum auth_verdict, set by the worker */
+	int store_ok;                  /* and c->root is the user's Maildir, ready */
 	char job_tag[IMAP_TAG_MAX + 1];
 	char job_user[USERS_NAME_MAX + 1];
 	char job_pass[USERS_PASSWORD_MAX + 1];   /* wiped when the check is done */
 	int job;                       /* enum imapd_job */
 	struct append_job *append;     /* JOB_APPEND's arguments and result (heap) */
+	struct store_job *store;       /* JOB_STORE's (store.c, heap) */
 };
 
-/* What a worker does for a connection: a password check, or the durable
- * write of an APPEND (the fsyncs must not stall the loop). */
-enum imapd_job { JOB_AUTH, JOB_APPEND };
+/* What a worker does for a connection: a password check, the durable
+ * write of an APPEND, or STORE's renames (the fsyncs must not stall the
+ * loop). */
+enum imapd_job { JOB_AUTH, JOB_APPEND, JOB_STORE };
 
 struct append_job {
 	char dir[IMAPD_PATH_MAX];
@@ -210,6 +227,12 @@ int conn_idle_start(struct imapd_conn *c);
 int conn_idle_pending(struct imapd_conn *c);
 void conn_idle_stop(struct imapd_conn *c);
 void conn_start_tls(struct imapd_conn *c);
+
+/* idle.c */
+/* The process's inotify instance on d's loop. 0, or -1 (IDLE then
+ * updates only at DONE). */
+int idle_init(struct imapd *d);
+void idle_fini(struct imapd *d);
 /* Runs the connection's I/O again (after a worker finished its job). */
 void conn_resume(struct imapd_conn *c);
 /* Frees a connection that was closed while a worker held it. */
@@ -235,6 +258,9 @@ int pool_start(struct imapd *d);
 int pool_submit(struct imapd *d, struct imapd_conn *c);
 /* The check itself (on a worker, or in the loop without workers). */
 int auth_check(struct imapd_conn *c);
+/* The whole login job: the check, then the user's Maildir (c->verdict,
+ * c->store_ok, c->root). */
+void auth_job(struct imapd_conn *c);
 /* Stops the threads; frees connections that died while checked. */
 void pool_stop(struct imapd *d);
 
@@ -272,7 +298,6 @@ void txn_end(struct imapd_conn *c);
  * (Dovecot's shape: UID only where the command had it). */
 void out_condstore(struct imapd_conn *c, size_t i);
 int cmd_fetch(struct imap_req *r);
-int cmd_store(struct imap_req *r);
 int cmd_search(struct imap_req *r);
 /* Finds message i again when another process renamed its file (new/ ->
  * cur/, flags): 0, or -1 when it is gone. */
@@ -284,6 +309,14 @@ void flags_imap(const char *maildir_flags, const struct kw *k, char *out, size_t
  * keywords get letters through k (mailbox dir), created when new.
  * 0, -1 syntax error, -2 no room for another keyword. */
 int flags_parse(struct imap_parser *p, const char *dir, struct kw *k, char *letters, size_t cap);
+
+/* store.c */
+int cmd_store(struct imap_req *r);
+/* The worker's half: index lock, renames, modseqs (c->store). */
+void store_work(struct imapd_conn *c);
+/* The loop's half: the untagged FETCHes and the answer; frees c->store. */
+void store_done(struct imapd_conn *c);
+void store_free(struct store_job *q);
 
 /* keywords.c */
 /* Reads dir's keyword names into k. 0 or -1. */

@@ -121,6 +121,8 @@ int main(int argc, char **argv)
 	 * SIGTERM/SIGHUP reach the loop's signalfd, never a worker. */
 	if (server_signals(&d.loop, on_signal, &d) < 0)
 		log_die(EXIT_TEMP, "signals: %s", strerror(errno));
+	if (idle_init(&d) < 0)
+		log_msg(LOG_WARNING, NULL, "no inotify: IDLE updates only at DONE");
 	if (pool_start(&d) < 0)
 		log_msg(LOG_WARNING, NULL, "no worker threads: password checks block the loop");
 	server_ready(&d.o.srv.ready_fd);
@@ -128,6 +130,7 @@ int main(int argc, char **argv)
 	code = evl_run(&d.loop);
 	conn_close_all(&d);
 	pool_stop(&d);
+	idle_fini(&d);
 	evl_free(&d.loop);
 	tls_server_config_free(&d.tls);
 	users_free(&d.users);

@@ -658,3 +658,8 @@ int mime_parse_addresses(char *s, struct mime_addr *out, int max)
 	}
 	return n;
 }
+
+int mime_header_done(const struct mime *m)
+{
+	return m->nparts > 0 && !m->parts[0].in_header;
+}

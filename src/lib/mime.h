@@ -96,6 +96,11 @@ void mime_free(struct mime *m);
 int mime_feed(struct mime *m, const void *data, size_t len);
 /* The end of the message: closes every open entity. 0 or -1. */
 int mime_finish(struct mime *m);
+/* 1 once the message's own header has ended (its blank line was fed):
+ * from then on parts[0]'s header offsets and kept fields are final, so
+ * ENVELOPE, BODY[HEADER] and HEADER.FIELDS can be answered without
+ * feeding the body (the tree is otherwise incomplete: no mime_finish). */
+int mime_header_done(const struct mime *m);
 /* Parses a whole message held in memory (init + feed + finish). */
 int mime_parse(struct mime *m, const void *data, size_t len);
 

@@ -2,7 +2,7 @@
 """IMAP benchmark (issue 7), Postern's imapd (built without sanitizers) and
 Dovecot on copies of the same Maildir, in one run:
 
-1. mixed workload: C client processes over IMAPS for S seconds (after one
+1. mixed workload: Python client processes over IMAPS for S seconds (after one
    untimed login per user on each server, and, for Postern, a NOOP-only
    run that shows the Python generator's ceiling), each
    looping over login, SELECT, then a random mix of: FETCH headers of 20

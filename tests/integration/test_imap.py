@@ -221,3 +221,118 @@ def test_bad_input_gets_bad(box):
         data += s.recv(4096)
     assert b"x BAD" in data and b"y BAD" in data and b"z OK" in data and b"* BAD" in data
     s.close()
+
+
+class RawImaps:
+    """A bare IMAPS client with a chosen source address (imaplib has none)."""
+
+    def __init__(self, port, src):
+        s = socket.create_connection(("127.0.0.1", port), source_address=(src, 0), timeout=60)
+        self.s = ctx().wrap_socket(s)
+        self.f = self.s.makefile("rb")
+        assert self.f.readline().startswith(b"* OK")
+
+    def cmd(self, tag, text):
+        self.s.sendall(f"{tag} {text}\r\n".encode())
+        lines = []
+        while not (ln := self.f.readline()).startswith(tag.encode() + b" "):
+            assert ln, "connection closed"
+            lines.append(ln)
+        assert ln.startswith(tag.encode() + b" OK"), ln
+        return lines
+
+
+def test_many_idle_connections_all_notified(box):
+    """IDLE on more connections than a user may hold inotify instances
+    (fs.inotify.max_user_instances, 128 by default): every one is told of
+    a delivery; a watch shared by two connections outlives the first DONE."""
+    users = [f"idle{k}" for k in range(7)]
+    with open(box.root / "etc/users", "a") as f:
+        f.write("".join(f"user {u} user {pbkdf2_hash('pw')}\n" for u in users))
+    conns = {u: [] for u in users}
+    for i in range(20 * len(users)):
+        u = users[i // 20]
+        c = RawImaps(box.p993, f"127.0.0.{2 + i // 50}")
+        c.cmd("a", f"LOGIN {u} pw")
+        c.cmd("b", "SELECT INBOX")
+        c.s.sendall(b"i IDLE\r\n")
+        assert c.f.readline().startswith(b"+")
+        conns[u].append(c)
+    first, last = users[0], users[-1]
+    for u in (first, last):   # the last ones idle beyond the 128th instance
+        box.deliver(MSG % (1, 1), user=u)
+    for u in (first, last):
+        for c in conns[u]:
+            c.s.settimeout(30)
+            assert c.f.readline() == b"* 1 EXISTS\r\n"
+    # all but one of `first` leave IDLE: the remaining one keeps its watch
+    for c in conns[first][1:]:
+        c.s.sendall(b"DONE\r\n")
+        assert c.f.readline().startswith(b"i OK")
+    box.deliver(MSG % (2, 2), user=first)
+    assert conns[first][0].f.readline() == b"* 2 EXISTS\r\n"
+    for u in users:
+        for c in conns[u][:1] if u == first else conns[u]:   # the others are done
+            c.s.sendall(b"DONE\r\n")
+            assert c.f.readline().startswith(b"i OK")
+        for c in conns[u]:
+            c.s.close()
+    assert b"without inotify" not in (box.root / "imapd.log").read_bytes()
+
+
+def test_pipelined_store_answers_in_order(box):
+    """STORE's renames run on a worker: commands pipelined behind it wait,
+    and every response comes in command order."""
+    c = RawImaps(box.p993, "127.0.0.1")
+    c.cmd("a", f"LOGIN alice {PW}")
+    box.deliver(MSG % (1, 1))
+    c.cmd("b", "SELECT INBOX")
+    c.s.sendall(b"s1 STORE 1 +FLAGS (\\Flagged)\r\ns2 FETCH 1 (FLAGS)\r\n"
+                b"s3 STORE 1 -FLAGS (\\Flagged)\r\ns4 FETCH 1 (FLAGS)\r\ns5 NOOP\r\n")
+    got = [c.f.readline() for _ in range(9)]
+    assert [ln.split(b" ")[0] for ln in got] == [b"*", b"s1", b"*", b"s2", b"*", b"s3", b"*",
+                                                 b"s4", b"s5"], got
+    assert b"\\Flagged" in got[0] and b"\\Flagged" in got[2], got
+    assert b"\\Flagged" not in got[4] and b"\\Flagged" not in got[6], got
+    assert all(got[k].split(b" ")[1] == b"OK" for k in (1, 3, 5, 7, 8)), got
+    names = os.listdir(box.maildir() / "cur")
+    assert len(names) == 1 and not names[0].split(":2,")[1].count("F"), names
+    c.cmd("z", "LOGOUT")
+
+
+def test_login_recreates_a_missing_folder(box):
+    """A login checks the user's Maildir and recreates what is missing."""
+    login143(box).logout()
+    shutil.rmtree(box.maildir() / ".Trash")
+    m = login143(box)
+    typ, data = m.list()
+    assert typ == "OK" and any(b'"Trash"' in ln or ln.endswith(b" Trash") for ln in data), data
+    assert (box.maildir() / ".Trash" / "cur").is_dir()
+    m.logout()
+
+
+def test_header_only_fetch_matches_full_parse(box):
+    """ENVELOPE and HEADER.FIELDS parse only the header; in one FETCH with
+    items that need the whole structure the answers are those of separate
+    FETCHes, also for bare-LF files and a message without a body."""
+    m = login143(box)
+    mp = (b"From: A <a@example.com>\nSubject: mixed\nMIME-Version: 1.0\n"
+          b"Content-Type: multipart/mixed; boundary=XX\n\n--XX\nContent-Type: text/plain\n\n"
+          b"one\n--XX\nContent-Type: text/html\n\n<p>two</p>\n--XX--\n")
+    box.deliver(mp)
+    box.deliver(b"From: B <b@example.com>\r\nSubject: no body\r\n")
+    box.deliver(MSG % (3, 3))
+    m.select("INBOX")
+    items = ["ENVELOPE", "BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)]", "BODY.PEEK[HEADER]",
+             "BODYSTRUCTURE", "RFC822.SIZE", "BODY.PEEK[]", "BODY.PEEK[1]"]
+    for k in (1, 2, 3):
+        typ, together = m.fetch(str(k), "(" + " ".join(items) + ")")
+        assert typ == "OK", together
+        flat = b"".join(x if isinstance(x, bytes) else b"".join(x) for x in together)
+        for it in items:
+            typ, alone = m.fetch(str(k), f"({it})")
+            assert typ == "OK", alone
+            part = b"".join(x if isinstance(x, bytes) else b"".join(x) for x in alone)
+            body = part[part.index(b"(") + 1:part.rindex(b")")]
+            assert body in flat, (it, body, flat)
+    m.logout()
