@@ -2,22 +2,27 @@
 """Build-time check (issue 9): the board's kernel configuration carries
 every netfilter table, match and target the generated rule sets use.
 
-    check-netfilter.py KERNEL_CONFIG POSTERN [OPTION-TO-DROP ...]
+    check-netfilter.py [--work DIR] KERNEL_CONFIG [OPTION-TO-DROP ...]
 
-POSTERN is a `postern` binary that runs here (the x86_64 target build, or
-the host build in the tests). It prints the IPv4 and IPv6 rule sets of
-representative configurations (router mode with every optional rule,
-foreign DNS rejected, single-interface mode with the office router's
-rules); every table (`*nat`), match (`-m limit`) and target (`-j LOG`) in
-them is mapped to its kernel options (NEEDS) and each must be `=y` in
+No target binary runs here (the board may be aarch64 on an x86_64 build
+machine): the script compiles the rule generator itself - src/lib/
+firewall.c and the configuration parser, the very code `postern firewall`
+runs on the box - with the build machine's compiler ($BUILD_CC, default
+cc; no sanitizers) into DIR (default a temporary directory), and has it
+print the IPv4 and IPv6 rule sets of representative configurations
+(router mode with every optional rule, foreign DNS rejected,
+single-interface mode with the office router's rules) and the fallback
+rule sets. Every table (`*nat`), match (`-m limit`) and target (`-j LOG`)
+in them is mapped to its kernel options (NEEDS) and each must be `=y` in
 KERNEL_CONFIG. scripts/build-kernel.sh then fails when an option listed
 there does not stick, so together the built kernel has them all. A rule
 using something NEEDS does not know fails here until it is added (to NEEDS
 and to the kernel configuration). OPTION-TO-DROP: pretend these options
 are missing (the tests prove the check can fail).
 
-The Makefile runs it before laying out the image (`make netfilter-check`);
-tests/integration/test_firewall_kernel.py runs it with the host build."""
+The Makefile runs it before laying out the image (`make netfilter-check`,
+again only when the kernel configuration, this script or src/lib changed);
+tests/integration/test_firewall_kernel.py runs it too."""
 import os
 import re
 import subprocess
@@ -82,19 +87,91 @@ def features(text):
     return found
 
 
-def rules(postern):
-    text = ""
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIB = os.path.join(TOP, "src", "lib")
+# The generator and what it links against (the configuration parser).
+GEN_SRC = ["firewall.c", "strbuf.c", "fsutil.c", "config.c", "config-check.c",
+           "config-edit.c", "config-value.c"]
+GEN_MAIN = r"""
+#include <stdio.h>
+#include "config.h"
+#include "firewall.h"
+
+static char buf[FW_RULES_MAX];
+
+static int one(const char *path)
+{
+	static struct config_errors errs;
+	struct config *cfg = config_load(path, &errs);
+	char err[FW_ERR_MAX];
+
+	for (int i = 0; !cfg && i < errs.count; i++)
+		fprintf(stderr, "%s\n", errs.e[i].text);
+	if (!cfg)
+		return -1;
+	for (int fam = FW_IPV4; fam <= FW_IPV6; fam++) {
+		if (firewall_rules(cfg, fam, buf, sizeof buf, err, sizeof err) < 0)
+			goto fail;
+		fputs(buf, stdout);
+	}
+	if (cfg->firewall.single_interface) {
+		if (firewall_office_rules(cfg, buf, sizeof buf, err, sizeof err) < 0)
+			goto fail;
+		fputs(buf, stdout);
+	}
+	config_free(cfg);
+	return 0;
+fail:
+	fprintf(stderr, "%s: %s\n", path, err);
+	config_free(cfg);
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (one(argv[i]) < 0)
+			return 1;
+	for (int fam = FW_IPV4; fam <= FW_IPV6; fam++)
+		for (int named = 0; named < 2; named++) {
+			if (firewall_fallback_rules(fam, named ? "eth1" : NULL, buf, sizeof buf) < 0)
+				return 1;
+			fputs(buf, stdout);
+		}
+	return 0;
+}
+"""
+
+
+def build_tool(work):
+    """Compiles the generator for this machine into work; returns its path."""
+    main = os.path.join(work, "fw-rules.c")
+    tool = os.path.join(work, "fw-rules")
+    with open(main, "w") as f:
+        f.write(GEN_MAIN)
+    cc = os.environ.get("BUILD_CC", "cc").split()
+    cmd = cc + ["-std=c11", "-O1", "-w", "-D_DEFAULT_SOURCE", "-D_GNU_SOURCE", "-I", LIB,
+                "-o", tool, main] + [os.path.join(LIB, s) for s in GEN_SRC]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise SystemExit("check-netfilter: cannot build the rule generator for this machine "
+                         f"(update GEN_SRC in scripts/check-netfilter.py?):\n{r.stderr}")
+    return tool
+
+
+def rules(work=None):
+    """The rule texts of CONFS and the fallback rule sets."""
     with tempfile.TemporaryDirectory() as d:
+        tool = build_tool(work or d)
+        confs = []
         for i, c in enumerate(CONFS):
-            conf = os.path.join(d, f"{i}.conf")
-            with open(conf, "w") as f:
+            confs.append(os.path.join(d, f"{i}.conf"))
+            with open(confs[-1], "w") as f:
                 f.write(c)
-            r = subprocess.run([postern, "firewall", "show", conf], capture_output=True,
-                               text=True, timeout=60)
-            if r.returncode != 0:
-                raise SystemExit(f"check-netfilter: {postern} firewall show failed: {r.stderr}")
-            text += r.stdout
-    return text
+        r = subprocess.run([tool, *confs], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise SystemExit(f"check-netfilter: the rule generator failed: {r.stderr}")
+        return r.stdout
 
 
 def check(kconfig_text, text, drop=()):
@@ -110,17 +187,22 @@ def check(kconfig_text, text, drop=()):
     if missing:
         problems.append(f"the kernel configuration lacks {missing}")
     if "table filter" not in used or "target REJECT" not in used:
-        problems.append("no rule set was generated (postern firewall show printed no rules)")
+        problems.append("no rule set was generated (the generator printed no rules)")
     return problems
 
 
 def main(argv):
-    if len(argv) < 3:
+    work = None
+    if len(argv) > 2 and argv[1] == "--work":
+        work = argv[2]
+        os.makedirs(work, exist_ok=True)
+        argv = argv[:1] + argv[3:]
+    if len(argv) < 2 or argv[1].startswith("-"):
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 1
     with open(argv[1]) as f:
         kconfig = f.read()
-    problems = check(kconfig, rules(argv[2]), argv[3:])
+    problems = check(kconfig, rules(work), argv[2:])
     for p in problems:
         print(f"check-netfilter: {argv[1]}: {p}", file=sys.stderr)
     if not problems:

@@ -23,12 +23,14 @@
 #include "queue.h"
 #include "secret.h"
 #include "settings.h"
+#include "status.h"
 #include "users.h"
 
 #define ADM_LOG_LINES_MAX 500     /* lines a log request may ask for */
 #define ADM_CA_MAX (64 * 1024)    /* bytes of ca.pem */
 #define ADM_MAIL_DAYS_MAX 60      /* days a mail-days request may ask for */
 #define ADM_MAIL_SCAN_MAX 200000  /* message files looked at for mail-days */
+#define ADM_STAT_MAX 31           /* bytes of a runit supervise/stat read */
 /* Daemons told to re-read their configuration after a change. */
 static const char *const apply_services[] = {
 	"smtpd", "imapd", "fetchd", "dnsd", "relayd", "firewall",
@@ -488,7 +490,25 @@ static void op_ca(struct adm_req *r)
 	fwrite(pem, 1, (size_t)n, r->out);
 }
 
-/* status: one line per enabled service, "NAME STATE" from runit's stat. */
+/* A service runsv keeps starting again (status.h: more than
+ * STATUS_SVC_RESTARTS exits in STATUS_SVC_WINDOW_S) shows as "restarting
+ * (...)" instead of its stat, which says "run" between two crashes. */
+static void service_state(const char *name, char *st, size_t cap)
+{
+	struct status_svc x;
+	char last[64];
+
+	if (strncmp(st, "down", 4) == 0 || strcmp(st, "unknown") == 0 ||
+	    status_svc_read(status_svc_dir(), name, (int64_t)time(NULL), &x) < 0 ||
+	    !status_svc_restarting(&x))
+		return;
+	status_svc_exit_text(&x, last, sizeof last);
+	snprintf(st, cap, "restarting (%d times in %d minutes, last: %s)", x.exits,
+		 STATUS_SVC_WINDOW_S / 60, last);
+}
+
+/* status: one line per enabled service, "NAME STATE": runit's stat ("run",
+ * "down", "finish", ...), or "restarting (...)" (service_state). */
 static void op_status(struct adm_req *r)
 {
 	DIR *d = opendir(r->o->service_dir);
@@ -496,12 +516,13 @@ static void op_status(struct adm_req *r)
 
 	fputs("ok\n", r->out);
 	while (d && (e = readdir(d))) {
-		char p[ADM_PATH_MAX], st[32] = "unknown";
+		char p[ADM_PATH_MAX], st[128] = "unknown";
 		if (e->d_name[0] == '.')
 			continue;
 		snprintf(p, sizeof p, "%s/%s/supervise/stat", r->o->service_dir, e->d_name);
-		if (fs_read_file(p, st, sizeof st - 1) > 0)
+		if (fs_read_file(p, st, ADM_STAT_MAX) > 0)
 			st[strcspn(st, "\n")] = '\0';
+		service_state(e->d_name, st, sizeof st);
 		fprintf(r->out, "%s %s\n", e->d_name, st);
 	}
 	if (d)

@@ -15,6 +15,7 @@
 
 #include "alerts.h"
 #include "config.h"
+#include "firewall.h"
 #include "fsutil.h"
 #include "localca.h"
 #include "queue.h"
@@ -97,25 +98,46 @@ static void gather_fetch(const struct alert_paths *p, struct alert_facts *f)
 	config_free(cfg);
 }
 
-static void gather_services(const char *dir, struct alert_facts *f)
+/* One enabled service: runit's stat ("run", "down", "finish", maybe with
+ * ", want down" and the like) and its recent exits (status_svc_dir()). */
+static void gather_service(const char *dir, const char *name, int64_t now,
+			   struct alert_service *s)
 {
-	DIR *d = dir ? opendir(dir) : NULL;
+	char path[ALERT_PATH_MAX], st[ALERT_STAT_MAX + 1] = "";
+
+	snprintf(path, sizeof path, "%s/%s/supervise/stat", dir, name);
+	if (fs_read_file(path, st, ALERT_STAT_MAX) < 0)
+		st[0] = '\0';
+	memcpy(s->name, name, strlen(name) + 1);   /* length checked by the caller */
+	s->up = strncmp(st, "run", 3) == 0;
+	if (status_svc_read(status_svc_dir(), name, now, &s->exits) < 0)
+		memset(&s->exits, 0, sizeof s->exits);
+	/* stopped on purpose ("down") or never started: not a restart loop */
+	s->restarting = st[0] && strncmp(st, "down", 4) != 0 && status_svc_restarting(&s->exits);
+}
+
+static void gather_services(const struct alert_paths *p, struct alert_facts *f)
+{
+	DIR *d = p->service_dir ? opendir(p->service_dir) : NULL;
 	struct dirent *e;
 
 	while (d && (e = readdir(d)) && f->nsvc < ALERT_SVC_MAX) {
-		char path[ALERT_PATH_MAX], st[ALERT_STAT_MAX + 1] = "";
-		struct alert_service *s = &f->svc[f->nsvc];
-		if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof s->name)
+		if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof f->svc[0].name)
 			continue;
-		snprintf(path, sizeof path, "%s/%s/supervise/stat", dir, e->d_name);
-		if (fs_read_file(path, st, ALERT_STAT_MAX) < 0)
-			st[0] = '\0';
-		memcpy(s->name, e->d_name, strlen(e->d_name) + 1);   /* length checked above */
-		s->up = strncmp(st, "run", 3) == 0;   /* "run", or "down", "finish" */
-		f->nsvc++;
+		gather_service(p->service_dir, e->d_name, f->now, &f->svc[f->nsvc++]);
 	}
 	if (d)
 		closedir(d);
+}
+
+/* `postern firewall apply` records whether the fallback is in force. */
+static void gather_firewall(const char *dir, struct alert_facts *f)
+{
+	struct status_rec r;
+
+	if (dir && status_read(dir, FW_STATUS_KIND, FW_STATUS_NAME, &r) == 0 &&
+	    r.result != STATUS_OK)
+		snprintf(f->firewall, sizeof f->firewall, "%s", r.detail[0] ? r.detail : "fallback");
 }
 
 void alerts_gather(const struct alert_paths *p, int64_t now, struct alert_facts *f)
@@ -131,7 +153,8 @@ void alerts_gather(const struct alert_paths *p, int64_t now, struct alert_facts 
 	if (p->cert && localca_expires_within(p->cert, now, 0, &f->cert_not_after, err,
 					      sizeof err) < 0)
 		f->cert_not_after = 0;
-	gather_services(p->service_dir, f);
+	gather_services(p, f);
+	gather_firewall(p->status, f);
 }
 
 /* ---- the rules ---- */
@@ -207,6 +230,23 @@ static void rule_cert(const struct alert_facts *f, struct out *o)
 		    left / ALERT_DAY);
 }
 
+/* A service down, or one runsv keeps starting again (its stat says "run"
+ * most of the time): one key for both, so a crash loop that is caught
+ * between two starts does not mail twice. */
+static void rule_service(const struct alert_service *s, struct out *o)
+{
+	char key[ALERT_KEY_MAX + 1], last[64];
+
+	snprintf(key, sizeof key, "service:%s", s->name);
+	if (s->restarting) {
+		status_svc_exit_text(&s->exits, last, sizeof last);
+		add(o, key, "The service %s keeps restarting: it stopped %d times in %d minutes "
+		    "(last: %s).", s->name, s->exits.exits, STATUS_SVC_WINDOW_S / 60, last);
+	} else if (!s->up) {
+		add(o, key, "The service %s is not running.", s->name);
+	}
+}
+
 int alerts_eval(const struct alert_facts *f, struct alert *out, int max)
 {
 	struct out o = { out, 0, max };
@@ -217,13 +257,11 @@ int alerts_eval(const struct alert_facts *f, struct alert *out, int max)
 	rule_fetch(f, &o);
 	rule_relay(f, &o);
 	rule_cert(f, &o);
-	for (int i = 0; i < f->nsvc; i++) {
-		char key[ALERT_KEY_MAX + 1];
-		if (f->svc[i].up)
-			continue;
-		snprintf(key, sizeof key, "service:%s", f->svc[i].name);
-		add(&o, key, "The service %s is not running.", f->svc[i].name);
-	}
+	if (f->firewall[0])
+		add(&o, "firewall", "The firewall could not load its rules and is in fallback: %s. "
+		    "Repair the network or firewall settings and apply them again.", f->firewall);
+	for (int i = 0; i < f->nsvc; i++)
+		rule_service(&f->svc[i], &o);
 	return o.n;
 }
 

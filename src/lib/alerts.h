@@ -52,7 +52,9 @@ struct alert_fetch {
 
 struct alert_service {
 	char name[32];
-	int up;
+	int up;                          /* runit's stat says "run" */
+	int restarting;                  /* not stopped, and status_svc_restarting */
+	struct status_svc exits;         /* its recent exits (status.h) */
 };
 
 /* What alerts_gather measured; -1 / 0 where unknown. */
@@ -67,6 +69,7 @@ struct alert_facts {
 	int nsvc;
 	struct alert_service svc[ALERT_SVC_MAX];
 	struct alert_fetch relay;        /* relayd's "relay-smarthost" record */
+	char firewall[STATUS_DETAIL_MAX + 1]; /* firewall-rules record in fallback: its detail */
 };
 
 struct alert {

@@ -222,25 +222,61 @@ static void block_chain(struct gen *g)
 	strbuf_put(g->o, "-A %s -j REJECT --reject-with %s\n", FW_CHAIN_BLOCK, g->unreach);
 }
 
-/* One RETURN rule per LAN host (IPv4 prefixes up to FW_COUNT_HOSTS_MAX
- * addresses), so that iptables-save -c shows who tried; then one for the
- * whole prefix and one for the rest. */
-static void count_chain(struct gen *g)
+/* IPv4: one RETURN rule per host address of the LAN prefix (prefixes up
+ * to FW_COUNT_HOSTS_MAX addresses), so that iptables-save -c shows who
+ * tried. */
+static void count_hosts4(struct gen *g)
 {
 	uint32_t a, mask, net, size;
 
-	if (g->family == FW_IPV4 && g->pfx && g->pfx->len >= 1 && g->pfx->len <= 30) {
-		memcpy(&a, g->pfx->addr.a, 4);
-		mask = 0xffffffffu << (32 - g->pfx->len);
-		net = ntohl(a) & mask;
-		size = ~mask + 1;
-		for (uint32_t i = 1; size <= FW_COUNT_HOSTS_MAX && i + 1 < size; i++) {
-			struct in_addr h = { htonl(net + i) };
-			char s[INET_ADDRSTRLEN];
-			strbuf_put(g->o, "-A %s -s %s/32 -j RETURN\n", FW_CHAIN_COUNT,
-			    inet_ntop(AF_INET, &h, s, sizeof s));
-		}
+	if (g->pfx->len < 1 || g->pfx->len > 30)
+		return;
+	memcpy(&a, g->pfx->addr.a, 4);
+	mask = 0xffffffffu << (32 - g->pfx->len);
+	net = ntohl(a) & mask;
+	size = ~mask + 1;
+	for (uint32_t i = 1; size <= FW_COUNT_HOSTS_MAX && i + 1 < size; i++) {
+		struct in_addr h = { htonl(net + i) };
+		char s[INET_ADDRSTRLEN];
+		strbuf_put(g->o, "-A %s -s %s/32 -j RETURN\n", FW_CHAIN_COUNT,
+		    inet_ntop(AF_INET, &h, s, sizeof s));
 	}
+}
+
+/* IPv6: one RETURN rule per full address (/128) for the prefix's first
+ * FW_COUNT_HOSTS_MAX - 1 host numbers (all of a prefix of /118 or longer):
+ * the box sends no router advertisements, so LAN hosts with an address of
+ * [lan] address6 are numbered by hand, ::2 .. ::3ff. Other addresses (a /64
+ * cannot be enumerated) count in the prefix's rule. The all-zero host
+ * number is the subnet-router anycast address (RFC 4291 s. 2.6.1). */
+static void count_hosts6(struct gen *g)
+{
+	int hostbits = 128 - g->pfx->len;
+	unsigned n = hostbits >= 10 ? FW_COUNT_HOSTS_MAX : 1u << hostbits;
+	struct config_addr h;
+	char s[INET6_ADDRSTRLEN];
+
+	for (unsigned i = 1; i < n; i++) {
+		h = g->pfx->addr;
+		for (int b = 0; b < 16; b++) {      /* clear the host bits */
+			int keep = g->pfx->len - 8 * b;
+			h.a[b] &= keep >= 8 ? 0xff : keep <= 0 ? 0 : (unsigned char)(0xff << (8 - keep));
+		}
+		h.a[14] |= (unsigned char)(i >> 8);
+		h.a[15] |= (unsigned char)(i & 0xff);
+		strbuf_put(g->o, "-A %s -s %s/128 -j RETURN\n", FW_CHAIN_COUNT,
+		    config_addr_str(&h, s, sizeof s));
+	}
+}
+
+/* One counter per LAN host, then one for the rest of the prefix and one
+ * for anything else. */
+static void count_chain(struct gen *g)
+{
+	if (g->pfx && g->family == FW_IPV4)
+		count_hosts4(g);
+	else if (g->pfx)
+		count_hosts6(g);
 	if (g->net[0])
 		strbuf_put(g->o, "-A %s -s %s -j RETURN\n", FW_CHAIN_COUNT, g->net);
 	strbuf_put(g->o, "-A %s -j RETURN\n", FW_CHAIN_COUNT);
@@ -374,6 +410,54 @@ int firewall_office_rules(const struct config *cfg, char *buf, size_t cap,
 	filter_office(&g);
 	nat_table(&g);
 	return finish(&o, err, errcap);
+}
+
+/* ---- the fallback ---------------------------------------------------------- */
+
+#define FW_IFNAME_MAX 15             /* IFNAMSIZ - 1 */
+
+int firewall_ifname_ok(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+
+	if (n == 0 || n > FW_IFNAME_MAX)
+		return 0;
+	return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	              "0123456789._-") == n;
+}
+
+/* Only the simplest matches (tcp, udp, conntrack, icmpv6): the fewer
+ * kernel features the fallback needs, the fewer ways it can fail. */
+static void fallback_lan(struct strbuf *o, int family, const char *lan)
+{
+	static const unsigned short tcp[] = { 443, 80, FW_DNS_PORT };
+
+	strbuf_put(o, "-A INPUT -i %s -j %s\n", lan, FW_CHAIN_FALLBACK);
+	for (size_t i = 0; i < sizeof tcp / sizeof tcp[0]; i++)
+		strbuf_put(o, "-A %s -p tcp --dport %u -j ACCEPT\n", FW_CHAIN_FALLBACK, tcp[i]);
+	strbuf_put(o, "-A %s -p udp --dport %d -j ACCEPT\n", FW_CHAIN_FALLBACK, FW_DNS_PORT);
+	/* DHCP requests come from 0.0.0.0 to 255.255.255.255 (RFC 2131 s. 4.1). */
+	if (family == FW_IPV4)
+		strbuf_put(o, "-A %s -p udp --sport 68 --dport 67 -j ACCEPT\n", FW_CHAIN_FALLBACK);
+}
+
+int firewall_fallback_rules(int family, const char *lan, char *buf, size_t cap)
+{
+	struct strbuf o;
+
+	strbuf_init(&o, buf, cap);
+	strbuf_put(&o, "# postern fallback rule set (docs/firewall.md): the generated one "
+	           "could not be loaded\n*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n"
+	           ":OUTPUT ACCEPT [0:0]\n:%s - [0:0]\n", FW_CHAIN_FALLBACK);
+	strbuf_put(&o, "-A INPUT -i lo -j ACCEPT\n");
+	strbuf_put(&o, "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n");
+	/* Without neighbour discovery IPv6 does not work at all (RFC 4861 s. 4). */
+	for (int t = 133; family == FW_IPV6 && t <= 136; t++)
+		strbuf_put(&o, "-A INPUT -p ipv6-icmp --icmpv6-type %d -j ACCEPT\n", t);
+	if (firewall_ifname_ok(lan))
+		fallback_lan(&o, family, lan);
+	strbuf_put(&o, "COMMIT\n");
+	return strbuf_result(&o);
 }
 
 /* "[12:720] -A postern-count -s 192.168.10.5/32 -j RETURN" */

@@ -25,12 +25,15 @@
 
 #define FW_RULES_MAX       (128 * 1024) /* bytes of one generated rule set */
 #define FW_ERR_MAX         256          /* bytes of an error message */
-#define FW_COUNT_HOSTS_MAX 1024         /* per-host counters: LAN prefixes up to /22 */
+#define FW_COUNT_HOSTS_MAX 1024         /* per-host counters: IPv4 up to /22, IPv6 ::1-::3ff */
 #define FW_CHAIN_COUNT     "postern-count"
 #define FW_CHAIN_BLOCK     "postern-block"
 #define FW_LOG_PREFIX      "postern-fw blocked: "
 #define FW_DNS_PORT        53
 #define FW_DOT_PORT        853           /* DNS over TLS (RFC 7858) and QUIC (RFC 9250) */
+#define FW_CHAIN_FALLBACK  "postern-fallback"
+#define FW_STATUS_KIND     "firewall"    /* the status record (status.h) of the last */
+#define FW_STATUS_NAME     "rules"       /* apply: result ok, or failed in fallback */
 
 enum fw_family { FW_IPV4, FW_IPV6 };
 
@@ -54,6 +57,23 @@ int firewall_rules(const struct config *cfg, int family, char *buf, size_t cap,
  */
 int firewall_office_rules(const struct config *cfg, char *buf, size_t cap,
                           char *err, size_t errcap);
+
+/*
+ * The last-resort rule set, loaded when the generated one cannot be and no
+ * rule set of ours is in force (docs/firewall.md "Fallback"): fixed text,
+ * nothing from the configuration but the LAN interface's name. Nothing is
+ * forwarded; the box accepts loopback, replies (conntrack) and, for IPv6,
+ * neighbour discovery; from lan only the admin page (TCP 80, 443), DNS
+ * (53) and, for IPv4, DHCP (67), so the admin can repair the
+ * configuration. lan NULL, or not a plain interface name: the form without
+ * names (nothing from the LAN either). Writes filter-table
+ * iptables-restore input for family into buf; returns the length or -1
+ * when cap is too small.
+ */
+int firewall_fallback_rules(int family, const char *lan, char *buf, size_t cap);
+
+/* 1 when name is a plain interface name (1-15 bytes of [A-Za-z0-9._-]). */
+int firewall_ifname_ok(const char *name);
 
 /* One LAN host's blocked attempts, as counted by FW_CHAIN_COUNT. */
 struct fw_count {

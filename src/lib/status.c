@@ -399,3 +399,100 @@ int status_blocked_parse(const char *text, size_t len, struct status_blocked *ou
 	}
 	return n;
 }
+
+/* ---- services that keep restarting ---- */
+
+const char *status_svc_dir(void)
+{
+	const char *d = getenv("POSTERN_SVC_DIR");
+
+	return d && *d ? d : STATUS_SVC_DIR_DEFAULT;
+}
+
+/* One line "TIME CODE SIGNAL" (n bytes, no newline). 0 or -1. */
+static int svc_line(const char *l, size_t n, int64_t *t, int *code, int *sig)
+{
+	char buf[STATUS_SVC_LINE_MAX + 1], extra;
+	long long tt;
+
+	if (n == 0 || n > STATUS_SVC_LINE_MAX)
+		return -1;
+	memcpy(buf, l, n);
+	buf[n] = '\0';
+	if (sscanf(buf, "%lld %d %d %c", &tt, code, sig, &extra) != 3 || tt <= 0 ||
+	    *code < -1 || *code > 255 || *sig < 0 || *sig > 128)
+		return -1;
+	*t = tt;
+	return 0;
+}
+
+void status_svc_parse(const char *text, size_t len, int64_t now, struct status_svc *s)
+{
+	const char *p = text, *end = text + len;
+
+	memset(s, 0, sizeof *s);
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = (size_t)((nl ? nl : end) - p);
+		int64_t t;
+		int code, sig;
+
+		if (svc_line(p, n, &t, &code, &sig) == 0 && t <= now) {
+			s->exits += t > now - STATUS_SVC_WINDOW_S;
+			if (t >= s->last_time) {
+				s->last_time = t;
+				s->last_code = code;
+				s->last_signal = sig;
+			}
+		}
+		p += n + 1;
+	}
+}
+
+int status_svc_read(const char *dir, const char *name, int64_t now, struct status_svc *s)
+{
+	char path[STATUS_PATH_MAX], text[STATUS_FILE_MAX];
+	struct stat st;
+	off_t off;
+	ssize_t n;
+	int fd;
+
+	memset(s, 0, sizeof *s);
+	if (path_of(path, sizeof path, dir, "exits", name) < 0)
+		return -1;
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -1;
+	}
+	off = st.st_size > STATUS_FILE_MAX ? st.st_size - STATUS_FILE_MAX : 0;
+	n = pread(fd, text, sizeof text, off);
+	close(fd);
+	if (n < 0)
+		return -1;
+	if (off > 0) {   /* the first line may be cut: start after it */
+		const char *nl = memchr(text, '\n', (size_t)n);
+		size_t skip = nl ? (size_t)(nl - text) + 1 : (size_t)n;
+		status_svc_parse(text + skip, (size_t)n - skip, now, s);
+	} else {
+		status_svc_parse(text, (size_t)n, now, s);
+	}
+	return 0;
+}
+
+int status_svc_restarting(const struct status_svc *s)
+{
+	return s->exits > STATUS_SVC_RESTARTS;
+}
+
+void status_svc_exit_text(const struct status_svc *s, char *buf, size_t cap)
+{
+	if (!s->last_time)
+		snprintf(buf, cap, "%s", "");
+	else if (s->last_code < 0)
+		snprintf(buf, cap, "killed by signal %d", s->last_signal);
+	else
+		snprintf(buf, cap, "exit code %d", s->last_code);
+}

@@ -145,4 +145,49 @@ struct status_blocked {
  */
 int status_blocked_parse(const char *text, size_t len, struct status_blocked *out, int max);
 
+/* ---- services that keep restarting (docs/web.md "Service states") ---- */
+
+/*
+ * runsv runs a service's ./finish with the exit code of ./run (-1: killed)
+ * and the signal; /usr/libexec/postern/svc-finish (as root) appends "TIME
+ * CODE SIGNAL" to DIR/exits-NAME, DIR being STATUS_SVC_DIR_DEFAULT (or
+ * $POSTERN_SVC_DIR): root's own 0755 directory, not the status records'
+ * one, which the daemons' group may write (a planted symlink there would
+ * make root append to any file). It keeps the last STATUS_SVC_KEEP lines. A service
+ * that ended more than STATUS_SVC_RESTARTS times within STATUS_SVC_WINDOW_S
+ * is "restarting": runsv starts it again each time, so runit's stat alone
+ * shows it as running.
+ */
+#define STATUS_SVC_DIR_DEFAULT "/run/postern/svc"
+#define STATUS_SVC_RESTARTS 3          /* more exits than this within the window */
+#define STATUS_SVC_WINDOW_S 600        /* the window: 10 minutes */
+#define STATUS_SVC_KEEP 16             /* lines svc-finish keeps */
+#define STATUS_SVC_LINE_MAX 64         /* bytes of one line (longer ones are skipped) */
+
+struct status_svc {
+	int exits;                     /* exits in the window before now */
+	int64_t last_time;             /* the last exit; 0: none recorded */
+	int last_code;                 /* its exit code; -1: killed by last_signal */
+	int last_signal;
+};
+
+/* The directory of the exit lines: $POSTERN_SVC_DIR or the default. */
+const char *status_svc_dir(void);
+
+/* Parses the exit lines of text (len bytes; malformed lines, ones from the
+ * future and ones too long are skipped) into s, counting the exits within
+ * STATUS_SVC_WINDOW_S before now. */
+void status_svc_parse(const char *text, size_t len, int64_t now, struct status_svc *s);
+
+/* Reads dir/exits-NAME (no symlinks; only its last STATUS_FILE_MAX bytes)
+ * into s. A missing file is no exits. 0, or -1 (a bad name, unreadable). */
+int status_svc_read(const char *dir, const char *name, int64_t now, struct status_svc *s);
+
+/* 1 when s shows a service that keeps restarting, else 0. */
+int status_svc_restarting(const struct status_svc *s);
+
+/* The last exit in words into buf: "exit code 3", "killed by signal 11",
+ * or "" when none was recorded. */
+void status_svc_exit_text(const struct status_svc *s, char *buf, size_t cap);
+
 #endif

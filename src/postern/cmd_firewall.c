@@ -10,7 +10,12 @@
  *                               any step leaves the previous rules in force;
  *                               the loaded rules are saved to
  *                               $POSTERN_FIREWALL_DIR/firewall.rules and
- *                               firewall6.rules (default /run/postern)
+ *                               firewall6.rules (default /run/postern).
+ *                               When no rule set of ours is in force (at
+ *                               boot), a failure loads the fallback rule
+ *                               set, or at worst sets DROP policies
+ *                               (fail closed), says so loudly and records
+ *                               it ($POSTERN_STATUS_DIR/firewall-rules)
  *   blocked                     blocked attempts per LAN host (counters)
  *   env [--defaults] [FILE]     the network settings as shell assignments
  *                               for the boot scripts
@@ -30,18 +35,23 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cmds.h"
 #include "config.h"
 #include "firewall.h"
 #include "fsutil.h"
+#include "status.h"
 
 #define FW_STATE_DIR     "/run/postern"
 #define FW_TOOL_OUT_MAX  (512 * 1024)    /* bytes kept of a tool's output */
 #define FW_TOOL_NAME_MAX 256
 #define FW_COUNTS_MAX    (FW_COUNT_HOSTS_MAX + 2)
 #define FW_DEFAULT_BRIDGE "br-lan"
+#define FW_ARGS_MAX      8               /* words of one last-resort command */
+#define FW_WORDS_MAX     64              /* bytes of one last-resort command */
 
 static const char fw_usage[] =
 	"usage: postern firewall show|check|apply|env [--defaults] [FILE]\n"
@@ -57,6 +67,15 @@ static struct ruleset rs;            /* large: static, not on the stack */
 static char tool_out[FW_TOOL_OUT_MAX];
 static int tool_out_full;            /* tool_out was cut at FW_TOOL_OUT_MAX */
 static char saved4[FW_TOOL_OUT_MAX], saved6[FW_TOOL_OUT_MAX];
+static char first_err[FW_ERR_MAX];   /* the first failure of this apply */
+
+/* Keeps the first line of the first failure, for the status record. */
+static void note_err(const char *prefix, const char *text)
+{
+	if (!first_err[0])
+		snprintf(first_err, sizeof first_err, "%s%.*s", prefix,
+		         (int)strcspn(text, "\n"), text);
+}
 
 /* ---- the model ---------------------------------------------------------- */
 
@@ -97,6 +116,7 @@ static int generate(const struct config *cfg)
 		rs.n6 = firewall_rules(cfg, FW_IPV6, rs.v6, sizeof rs.v6, err, sizeof err);
 	if (rs.n4 < 0 || rs.n6 < 0) {
 		fprintf(stderr, "postern firewall: %s\n", err);
+		note_err("", err);
 		return -1;
 	}
 	return 0;
@@ -104,12 +124,13 @@ static int generate(const struct config *cfg)
 
 /* ---- running iptables-restore / -save ------------------------------------ */
 
+/* "iptables-restore": the tool's name, suffix NULL for the tool itself. */
 static void tool_name(char *buf, size_t cap, int family, const char *suffix)
 {
 	const char *env = getenv(family == FW_IPV4 ? "POSTERN_IPTABLES" : "POSTERN_IP6TABLES");
 	const char *base = env && *env ? env : family == FW_IPV4 ? "iptables" : "ip6tables";
 
-	snprintf(buf, cap, "%s-%s", base, suffix);
+	snprintf(buf, cap, "%s%s%s", base, suffix ? "-" : "", suffix ? suffix : "");
 }
 
 static void child(int in, int out, char **argv)
@@ -203,6 +224,11 @@ static void report_tool(int family, const char *what, int rc)
 	fprintf(stderr, "postern firewall: %s %s failed (%s%d)%s", fam_name(family), what,
 	        rc < 0 ? "not started, " : "status ", rc, tool_out[0] ? ":\n" : "\n");
 	fputs(tool_out, stderr);
+	if (!first_err[0]) {
+		char pre[96];
+		snprintf(pre, sizeof pre, "%s %s failed: ", fam_name(family), what);
+		note_err(pre, tool_out[0] ? tool_out : "no output");
+	}
 }
 
 static int test_both(void)
@@ -273,6 +299,138 @@ static void save_state(void)
 		        dir, strerror(errno));
 }
 
+/* ---- failing closed --------------------------------------------------------- */
+
+/* How far the fallback had to go (docs/firewall.md "Fallback"). */
+enum fb_level { FB_NONE, FB_LAN, FB_CLOSED, FB_POLICY, FB_OPEN };
+
+static const char *const fb_words[] = {
+	[FB_NONE] = "",
+	[FB_LAN] = "the fallback rule set is in force: from the LAN only the admin page, DNS "
+	           "and DHCP; nothing forwarded; nothing from the WAN but replies",
+	[FB_CLOSED] = "the fallback rule set without interface names is in force: nothing "
+	              "reaches the box but replies, not even the admin page; nothing forwarded",
+	[FB_POLICY] = "even the fallback rule set failed: the INPUT and FORWARD policies are "
+	              "DROP, nothing reaches the box",
+	[FB_OPEN] = "even the DROP policies could not be set: the box may be UNPROTECTED",
+};
+
+/* The last resort, plain iptables commands that need no module: the
+ * policies first (that closes the box), then stale rules out, loopback in. */
+static const char *const last_resort[] = {
+	"-P INPUT DROP", "-P FORWARD DROP", "-F INPUT", "-F FORWARD", "-A INPUT -i lo -j ACCEPT",
+};
+#define FW_LAST_RESORT_POLICIES 2    /* the first entries that must succeed */
+
+/* 1 when a rule set of ours (a chain postern-*) is in family's filter table. */
+static int ours_in_force(int family)
+{
+	static char cur[FW_TOOL_OUT_MAX];
+
+	save_current(family, cur, sizeof cur);
+	return strstr(cur, "\n:postern-") != NULL;
+}
+
+static int run_words(int family, const char *words)
+{
+	char name[FW_TOOL_NAME_MAX], copy[FW_WORDS_MAX], *argv[FW_ARGS_MAX + 1], *save = NULL;
+	int n = 0;
+
+	tool_name(name, sizeof name, family, NULL);
+	snprintf(copy, sizeof copy, "%s", words);
+	argv[n++] = name;
+	for (char *w = strtok_r(copy, " ", &save); w && n < FW_ARGS_MAX; w = strtok_r(NULL, " ", &save))
+		argv[n++] = w;
+	argv[n] = NULL;
+	return run_tool(argv, "", 0);
+}
+
+static int drop_policies(int family)
+{
+	int ok = 1;
+
+	for (size_t i = 0; i < sizeof last_resort / sizeof last_resort[0]; i++) {
+		int rc = run_words(family, last_resort[i]);
+		if (rc != 0) {
+			report_tool(family, last_resort[i], rc);
+			if (i < FW_LAST_RESORT_POLICIES)
+				ok = 0;
+		}
+	}
+	return ok ? FB_POLICY : FB_OPEN;
+}
+
+/* Loads the fallback for family: with the LAN's name, without names, and
+ * at last the DROP policies. Returns the enum fb_level reached. */
+static int load_fallback(int family, const char *lan)
+{
+	static char text[FW_RULES_MAX];
+	const char *forms[] = { lan, NULL };
+
+	for (int i = lan ? 0 : 1; i < 2; i++) {
+		int n = firewall_fallback_rules(family, forms[i], text, sizeof text);
+		int rc = n < 0 ? -1 : restore(family, text, (size_t)n, 0);
+		if (rc == 0)
+			return forms[i] ? FB_LAN : FB_CLOSED;
+		report_tool(family, forms[i] ? "fallback load" : "fallback load without names", rc);
+	}
+	return drop_policies(family);
+}
+
+/* The LAN's name for the fallback, NULL when it would open the WAN too (in
+ * router mode WAN and LAN on one port) or is not a plain name. */
+static const char *fallback_lan_if(const struct config *cfg)
+{
+	const char *lan = firewall_lan_if(cfg);
+
+	if (!cfg->firewall.single_interface && strcmp(lan, cfg->wan.interface) == 0)
+		return NULL;
+	return firewall_ifname_ok(lan) ? lan : NULL;
+}
+
+static void record(int result, const char *detail)
+{
+	const char *dir = status_dir();
+
+	if (status_dir_init(dir) < 0 ||
+	    status_record(dir, FW_STATUS_KIND, FW_STATUS_NAME, (int64_t)time(NULL), result, 0,
+	                  detail) < 0)
+		fprintf(stderr, "postern firewall: cannot write the status record under %s: %s\n",
+		        dir, strerror(errno));
+}
+
+/* Loud: stderr (the console at boot, the page otherwise), syslog, and the
+ * status record the dashboard's "firewall" alert reads. */
+static void announce(int level)
+{
+	char detail[STATUS_DETAIL_MAX + 1];
+
+	snprintf(detail, sizeof detail, "%s (%s)", fb_words[level],
+	         first_err[0] ? first_err : "no rule set");
+	fprintf(stderr, "postern firewall: FALLBACK: the rule set could not be loaded and no "
+	        "previous one was in force: %s\n", detail);
+	openlog("postern", LOG_PID, LOG_DAEMON);
+	syslog(LOG_CRIT, "firewall FALLBACK: %s", detail);
+	closelog();
+	record(STATUS_FAILED, detail);
+}
+
+/* After a failed apply: every family with no rule set of ours in force
+ * gets the fallback (fail closed). Returns the worst enum fb_level. */
+static int fail_closed(const struct config *cfg)
+{
+	static const int fams[] = { FW_IPV4, FW_IPV6 };
+	int worst = FB_NONE;
+
+	for (int i = 0; i < 2; i++) {
+		int level = ours_in_force(fams[i]) ? FB_NONE : load_fallback(fams[i], fallback_lan_if(cfg));
+		worst = level > worst ? level : worst;
+	}
+	if (worst != FB_NONE)
+		announce(worst);
+	return worst;
+}
+
 /* ---- subcommands ---------------------------------------------------------- */
 
 static int do_show(const struct config *cfg, int configured)
@@ -311,23 +469,23 @@ static int do_check(const struct config *cfg, int configured)
 static int do_apply(const struct config *cfg, int configured)
 {
 	(void)configured;
-	int rc;
+	const char *mode = cfg->firewall.single_interface ? "single-interface" : "router";
+	char detail[64];
+	int rc = generate(cfg) < 0 ? 1 : test_both(), loaded = 0;
 
-	if (generate(cfg) < 0) {
-		fprintf(stderr, "postern firewall: nothing changed: the previous rules stay in force\n");
-		return 1;
+	if (rc == 0) {
+		rc = load_both();
+		loaded = 1;
 	}
-	rc = test_both();
 	if (rc != 0) {
-		fprintf(stderr, "postern firewall: nothing changed: the previous rules stay in force\n");
+		if (fail_closed(cfg) == FB_NONE && !loaded)
+			fprintf(stderr, "postern firewall: nothing changed: the previous rules stay in force\n");
 		return rc;
 	}
-	rc = load_both();
-	if (rc != 0)
-		return rc;
 	save_state();
-	printf("firewall: applied (%s mode)\n",
-	       cfg->firewall.single_interface ? "single-interface" : "router");
+	snprintf(detail, sizeof detail, "applied (%s mode)", mode);
+	record(STATUS_OK, detail);
+	printf("firewall: %s\n", detail);
 	return 0;
 }
 

@@ -299,3 +299,91 @@ def test_static_wan_then_single_interface(sides, tmp_path):
         out = box.sh("postern firewall show")
         assert "for the office router" in out
         assert "-A postern-forward -s 192.168.10.1 -j ACCEPT" in out
+
+
+FAKE_NOMASQ = [   # the box's iptables-restore, refusing every rule set with MASQUERADE
+    "#!/bin/sh",
+    "input=$(cat)",
+    'case "$input" in *MASQUERADE*) echo "nomasq-restore: simulated: no MASQUERADE" >&2; exit 1 ;; esac',
+    'printf "%s\\n" "$input" | exec iptables-restore "$@"',
+]
+
+
+def test_boot_hook_fails_closed_on_the_image(sides, tmp_path):
+    """docs/firewall.md "Fallback", on the real kernel, BusyBox shell and
+    iptables: the boot hook, run as at boot (nothing in force) while the
+    generated rule set is refused, loads the fallback: the LAN client reaches
+    the admin page and DNS only, the WAN nothing, nothing is forwarded; the
+    console says FALLBACK and the dashboard's alerts show it. A normal boot
+    records the rules as ok; a real boot whose rule set cannot be generated
+    comes up in the fallback."""
+    prov = tmp_path / "postern.conf"
+    prov.write_text(CONF)
+    client = "192.168.10.60"
+    sides.run("lan", "ip", "addr", "add", f"{client}/24", "dev", "lan0")
+    sides.run("lan", "ip", "route", "add", "default", "via", BOX_LAN)
+    with Box(tmp_path, provision=prov, pass_fds=(sides.lan_fd, sides.wan_fd),
+             lan_netdev=f"tap,id=lan,fd={sides.lan_fd}",
+             wan_netdev=f"tap,id=wan,fd={sides.wan_fd}") as box:
+        box.wait_ready()
+        assert "result=ok" in box.sh("cat /run/postern/status/firewall-rules")
+        assert "FALLBACK" not in box._buf          # the boot's console
+        assert sides.probe("lan", BOX_LAN, [587])[587].startswith("open 220 ")
+
+        box.sh("mkdir -p /tmp/fw && printf '%s\\n' " +
+               " ".join(f"'{l}'" for l in FAKE_NOMASQ) + " > /tmp/fw/nomasq-restore")
+        box.sh("printf '#!/bin/sh\\nexec iptables-save \"$@\"\\n' > /tmp/fw/nomasq-save")
+        box.sh("printf '#!/bin/sh\\nexec iptables \"$@\"\\n' > /tmp/fw/nomasq && chmod 755 /tmp/fw/*")
+        # As at boot: nothing in force.
+        for t in ("iptables", "ip6tables"):
+            box.sh(f"{t} -P INPUT ACCEPT; {t} -P FORWARD ACCEPT; {t} -F; {t} -X")
+        box.sh("iptables -t nat -F; iptables -t nat -X")
+        out = box.sh("POSTERN_IPTABLES=nomasq PATH=/tmp/fw:$PATH /usr/libexec/postern/firewall; "
+                     "echo hook=$?", timeout=120)
+        assert "hook=0" in out and "FALLBACK" in out and "only the admin page" in out, out
+        v4, v6 = box.sh("iptables-save"), box.sh("ip6tables-save")
+        assert "-A INPUT -i eth1 -j postern-fallback" in v4, v4
+        assert "-A INPUT -i eth1 -j postern-fallback" in v6, v6
+        assert "result=failed" in box.sh("cat /run/postern/status/firewall-rules")
+        assert "in fallback" in box.sh("postern alerts show")
+
+        # The LAN client: the admin page and DNS, nothing else; no forwarding.
+        code = sides.run("lan", "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}",
+                         "--max-time", "20", f"https://{BOX_LAN}/", check=False).stdout
+        assert code not in ("", "000"), code
+        assert sides.dig("lan", BOX_LAN, "probe.office.lan") == "10.9.9.9"
+        assert sides.probe("lan", BOX_LAN, [587, 993], timeout=1.5) == {587: "timeout", 993: "timeout"}
+        assert sides.probe("lan", WAN, [80, 25], timeout=1.5) == {80: "timeout", 25: "timeout"}
+        # The WAN: nothing.
+        m = re.search(r"inet (203\.0\.113\.\d+)/24", box.sh("ip -4 -o addr show eth0"))
+        if m:
+            wan = sides.probe("wan", m.group(1), [53, 587, 443, 80], timeout=1.5)
+            assert set(wan.values()) == {"timeout"}, wan
+
+        # Repaired: a normal apply replaces the fallback and clears the alert.
+        assert "applied" in box.sh("postern firewall apply")
+        assert "firewall" not in box.sh("postern alerts show", check=False)
+        assert sides.probe("lan", BOX_LAN, [587])[587].startswith("open 220 ")
+
+        # The real boot with a configuration that yields no rule set (WAN
+        # and LAN on one port): the fallback without names, said on the
+        # console during the boot; the admin page stays shut too (naming
+        # that port would open it to the WAN).
+        box.sh("postern config set wan.interface eth1")
+        box.write("reboot\n")
+        box.expect("Restarting system|reboot: Restarting", 60)
+        box.expect(r"firewall: postern firewall: FALLBACK: [^\n]*without interface names", 300)
+        # No "ready": with WAN and LAN on one port the network never settles
+        # (udhcpd keeps restarting); the console is enough.
+        box.expect("Please press Enter to activate this console", 120)
+        box.write("\n")
+        box.expect(r"[#$] ", 30)
+        box.sh("dmesg -n 1")
+        v4, v6 = box.sh("iptables-save"), box.sh("ip6tables-save")
+        assert ":postern-fallback" in v4 and "-j postern-fallback" not in v4, v4
+        assert ":INPUT DROP" in v6 and ":FORWARD DROP" in v6, v6
+        assert "result=failed" in box.sh("cat /run/postern/status/firewall-rules")
+        code = sides.run("lan", "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}",
+                         "--max-time", "5", f"https://{BOX_LAN}/", check=False).stdout
+        assert code in ("", "000"), code
+        assert sides.probe("lan", BOX_LAN, [587], timeout=1.5) == {587: "timeout"}

@@ -1,8 +1,9 @@
 """Alert mails (`postern alerts check`, src/lib/alerts.h): a provider account
 that fails against a real Dovecot N polls in a row, a certificate about to
-expire and a stopped service each give exactly one mail per admin (none to
-other users) however often the check runs, and one more when they clear.
-The dashboard shows the same alerts as the command (one set of rules)."""
+expire, a stopped service and one that keeps crashing and restarting each
+give exactly one mail per admin (none to other users) however often the
+check runs, and one more when they clear. The dashboard shows the same
+alerts as the command (one set of rules) and the restarting service's state."""
 import os
 import pathlib
 import re
@@ -12,6 +13,7 @@ import sys
 
 
 HERE = pathlib.Path(__file__).resolve().parent
+SVC_FINISH = HERE.parents[1] / "rootfs/usr/libexec/postern/svc-finish"
 sys.path.insert(0, str(HERE / "peers" / "smtpd"))
 from privs import drop_args, USER as DROP_USER  # noqa: E402
 from webbox import Client, WebBox  # noqa: E402
@@ -45,7 +47,9 @@ class Box:
         self.services = tmp_path / "service"
         for s in ("smtpd", "imapd"):
             self.service(s, "run")
-        self.env = dict(os.environ, POSTERN_STATUS_DIR=str(self.status))
+        self.svc = tmp_path / "svc"                      # svc-finish's exit lines
+        self.env = dict(os.environ, POSTERN_STATUS_DIR=str(self.status),
+                        POSTERN_SVC_DIR=str(self.svc))
         self.env.pop("POSTERN_CONF", None)
 
     def password(self, pw):
@@ -56,6 +60,12 @@ class Box:
     def service(self, name, state):
         (self.services / name / "supervise").mkdir(parents=True, exist_ok=True)
         (self.services / name / "supervise/stat").write_text(state + "\n")
+
+    def crash(self, name, code="3", sig="0"):
+        """What runsv does when NAME's ./run ends: ./finish CODE SIGNAL, run
+        in the service directory (the real finish helper of the image)."""
+        subprocess.run([str(SVC_FINISH), code, sig], cwd=self.services / name,
+                       env=self.env, check=True, timeout=30)
 
     def fetch(self, hostbin):
         args = drop_args(self.data)
@@ -178,5 +188,63 @@ def test_dashboard_agrees_with_the_mails(work, provider, hostbin, free_port, mon
         unescape = lambda s: s.replace("&#39;", "'").replace("&amp;", "&")  # noqa: E731
         assert [(k, unescape(t)) for k, t in shown] == cli
         assert "certificate does not match the pin" in cli[0][1]
+    finally:
+        web.stop()
+
+
+def test_restarting_service_mails_once_and_clears(work, provider, hostbin):
+    """runsv restarts a crashing service, so its stat says "run": the exits
+    svc-finish records make it "restarting" (more than 3 in 10 minutes)."""
+    box = Box(work, provider)
+    for _ in range(3):                 # STATUS_SVC_RESTARTS: not yet
+        box.crash("smtpd")
+    assert box.check(hostbin) == ""
+    for _ in range(16):
+        box.crash("smtpd", "-1", "11")   # killed by SIGSEGV
+    lines = (box.svc / "exits-smtpd").read_text().splitlines()
+    assert len(lines) == 16 and lines[-1].endswith(" -1 11"), lines   # the last 16 kept
+    assert (box.services / "smtpd/supervise/stat").read_text() == "run\n"
+    want = ("service:smtpd\tThe service smtpd keeps restarting: it stopped 16 times in 10 "
+            "minutes (last: killed by signal 11).")
+    assert want in box.check(hostbin, "show")
+    for _ in range(3):
+        box.check(hostbin)
+    s = subjects(box, "admin")
+    assert s == ["[Postern] ALERT: The service smtpd keeps restarting: it stopped 16 times "
+                 "in 10 minutes (last: killed by signal 11)."], s
+    assert subjects(box, "boss") == s
+    # Ten minutes later nothing crashed again: the exits have aged out.
+    f = box.svc / "exits-smtpd"
+    old = [f"{int(line.split()[0]) - 601} {line.split(None, 1)[1]}" for line in lines]
+    f.write_text("\n".join(old) + "\n")
+    assert box.check(hostbin).startswith("mailed 2 admin(s): resolved: The service smtpd "
+                                         "keeps restarting")
+    assert box.check(hostbin) == ""
+    assert len(box.mails("admin")) == 2
+
+
+def test_restarting_service_on_the_dashboard(work, hostbin, free_port, monkeypatch):
+    """The services list says "restarting" with the last exit; a stopped
+    service with the same exits is simply down."""
+    svc = work / "svc"
+    svc.mkdir()
+    monkeypatch.setenv("POSTERN_SVC_DIR", str(svc))
+    monkeypatch.setenv("POSTERN_STATUS_DIR", str(work / "status"))
+    monkeypatch.delenv("POSTERN_CONF", raising=False)
+    web = WebBox(free_port, conf="mail-domain example.com\n", users=users_text())
+    for name in ("imapd", "smtpd"):
+        for _ in range(5):
+            subprocess.run([str(SVC_FINISH), "2", "0"], cwd=web.root / "service" / name,
+                           check=True, timeout=30)
+    (web.root / "service/imapd/supervise/stat").write_text("down\n")
+    web.start()
+    try:
+        cl = Client(web)
+        assert cl.login("admin", ADMIN_PW)[0].status == 303
+        _, page = cl.get("/")
+        shown = dict(re.findall(r'<li class="(?:up|down)">([a-z]+): ([^<]*)</li>', page))
+        assert shown["smtpd"] == "restarting (5 times in 10 minutes, last: exit code 2)", shown
+        assert shown["imapd"] == "down", shown
+        assert "The service smtpd keeps restarting" in page
     finally:
         web.stop()

@@ -315,6 +315,46 @@ def test_ipv6_same_policy(net):
     assert wan == {587: "timeout", 443: "timeout"}, wan
 
 
+CONNECT_FROM = """import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.bind((sys.argv[1], 0))
+s.settimeout(5)
+try:
+    s.connect((sys.argv[2], int(sys.argv[3])))
+    print("open")
+except ConnectionRefusedError:
+    print("reset")
+except OSError as e:
+    print("error", e)
+"""
+
+
+def test_ipv6_blocked_counted_per_host(net):
+    """Blocked attempts over IPv6 are counted per full address, like IPv4:
+    two LAN hosts of one /64 get a line each; an address outside the
+    hand-numbered range (a random interface identifier) counts in the
+    prefix's line."""
+    r = net.apply(CONF)                     # counters start at zero
+    assert r.returncode == 0, r.stderr
+    assert net.probe("lan", WAN6, MAIL_PORTS) == {p: "reset" for p in MAIL_PORTS}
+    extra = ["fd00:10::51", "fd00:10::a1b2:c3d4:e5f6:1234"]
+    try:
+        for a in extra:
+            net.run("lan", "ip", "-6", "addr", "add", f"{a}/64", "dev", "lan0", "nodad")
+        for a in extra:
+            out = net.run("lan", PY, "-c", CONNECT_FROM, a, WAN6, "25").stdout.strip()
+            assert out == "reset", (a, out)
+    finally:
+        for a in extra:
+            net.run("lan", "ip", "-6", "addr", "del", f"{a}/64", "dev", "lan0", check=False)
+    out = net.run("box", net.postern, "firewall", "blocked", env=net.env).stdout
+    counts = dict(l.rsplit(None, 1) for l in out.splitlines()[1:])
+    assert int(counts.get(LAN6, 0)) >= len(MAIL_PORTS), out
+    assert int(counts.get("fd00:10::51", 0)) >= 1, out
+    assert int(counts.get("fd00:10::/64", 0)) >= 1, out
+    assert "fd00:10::a1b2:c3d4:e5f6:1234" not in counts, out
+
+
 def test_reject_mode_and_exception(net):
     conf = CONF + "[firewall]\nforeign-dns reject\nallow 192.168.10.50 25\n"
     r = net.apply(conf)
@@ -339,6 +379,7 @@ def test_invalid_change_keeps_previous_rules(net):
     r = net.apply(bad, name="bad.conf")
     assert r.returncode == 1
     assert "single-interface" in r.stderr and "previous rules stay in force" in r.stderr
+    assert "FALLBACK" not in r.stderr       # rules of ours were in force
     assert net.rules(4) == before4 and net.rules(6) == before6
     # A rule set the kernel refuses half-way (the IPv6 load fails after
     # IPv4 went in): both families go back to the previous rules.
@@ -415,6 +456,193 @@ def test_single_interface_mode_protects_only_the_box(net):
                   env=net.env).stdout
     assert "for the office router" in out
     assert "-A postern-forward -s 192.168.10.1 -j ACCEPT" in out
+
+
+# ---- failing closed (docs/firewall.md "Fallback") --------------------------
+
+def fake_tools(net, name, restore_body, family=4):
+    """A directory with NAME, NAME-restore, NAME-save standing in for the
+    iptables tools: NAME-restore runs restore_body (sh), the others are the
+    host's legacy tools. Returns the env that makes postern use them."""
+    real = "iptables-legacy" if family == 4 else "ip6tables-legacy"
+    d = net.tmp / f"fake-{name}"
+    d.mkdir(exist_ok=True)
+    (d / f"{name}-restore").write_text(f"#!/bin/sh\nREAL={real}-restore\n{restore_body}\n")
+    (d / f"{name}-save").write_text(f"#!/bin/sh\nexec {real}-save \"$@\"\n")
+    (d / name).write_text(f"#!/bin/sh\nexec {real} \"$@\"\n")
+    for f in d.iterdir():
+        f.chmod(0o755)
+    var = "POSTERN_IPTABLES" if family == 4 else "POSTERN_IP6TABLES"
+    return {var: name, "PATH": f"{d}:{os.environ['PATH']}"}
+
+
+# A kernel without MASQUERADE: every rule set naming it is refused.
+NO_MASQ = """input=$(cat)
+case "$input" in *MASQUERADE*) echo "nomasq-restore: line 3: simulated: no MASQUERADE in this kernel" >&2; exit 1 ;; esac
+printf '%s\n' "$input" | exec $REAL "$@"
+"""
+REFUSE_ALL = """cat >/dev/null; echo "refuse-restore: simulated: no netfilter modules" >&2; exit 1"""
+
+
+def status_env(net, **extra):
+    st = net.tmp / "status"
+    shutil.rmtree(st, ignore_errors=True)
+    return dict(net.env, POSTERN_STATUS_DIR=str(st), **extra), st
+
+
+def alerts(net, env):
+    data = net.tmp / "data"
+    data.mkdir(exist_ok=True)
+    out = net.run("box", net.postern, "alerts", "show", "--data", str(data), "--services",
+                  str(data / "none"), env=env, check=False).stdout
+    return dict(l.split("\t", 1) for l in out.splitlines() if "\t" in l)
+
+
+def only_admin_from_lan(net):
+    """The fallback's policy, proven from the LAN host and the WAN."""
+    lan = net.probe("lan", BOX_LAN, [443, 80, 587, 993, 2222], timeout=1)
+    assert lan == {443: f"open box 443 from {LAN}", 80: f"open box 80 from {LAN}",
+                   587: "timeout", 993: "timeout", 2222: "timeout"}, lan
+    assert net.dig("lan", BOX_LAN, "probe.office.lan").addr == "10.9.9.9"
+    lan6 = net.probe("lan", BOX_LAN6, [443, 587], timeout=1)
+    assert lan6 == {443: f"open box 443 from {LAN6}", 587: "timeout"}, lan6
+
+
+def nothing_from_wan_nothing_forwarded(net):
+    for host in (BOX_WAN, BOX_LAN):
+        wan = net.probe("wan", host, BOX_PORTS, timeout=1)
+        assert wan == {p: "timeout" for p in BOX_PORTS}, (host, wan)
+    assert net.probe("wan", BOX_WAN6, [443, 587], timeout=1) == {443: "timeout", 587: "timeout"}
+    assert not net.dig("wan", BOX_LAN, "probe.office.lan").ok
+    assert net.probe("lan", WAN, [80, 25], timeout=1) == {80: "timeout", 25: "timeout"}
+    assert net.probe("lan", WAN6, [80], timeout=1) == {80: "timeout"}
+    assert not net.dig("lan", WAN, "probe.office.lan").ok     # no redirect, no forwarding
+    assert net.probe("wan", LAN, [22], timeout=1) == {22: "timeout"}
+    # The box itself still gets its replies (it can fetch and relay).
+    assert net.probe("box", WAN, [25]) == {25: f"open wan 25 from {BOX_WAN}"}
+
+
+def test_fallback_when_nothing_in_force(net):
+    """At boot no rule set is in force: when the generated one is refused
+    (here a kernel without MASQUERADE), apply loads the fallback: from the
+    LAN only the admin page (and DNS, DHCP), nothing from the WAN, nothing
+    forwarded; IPv6 the same. It says so and raises the dashboard alert;
+    the next good apply clears it."""
+    flush(net)
+    env, st = status_env(net, **fake_tools(net, "nomasq", NO_MASQ))
+    r = net.apply(CONF, env=env)
+    assert r.returncode == 1, r.stdout
+    assert "simulated: no MASQUERADE" in r.stderr, r.stderr
+    assert "FALLBACK" in r.stderr and "only the admin page" in r.stderr, r.stderr
+    rules4, rules6 = net.rules(4), net.rules(6)
+    assert "-A INPUT -i eth1 -j postern-fallback" in rules4, rules4
+    assert "-A INPUT -i eth1 -j postern-fallback" in rules6, rules6
+    assert ":FORWARD DROP " in rules4 and ":FORWARD DROP " in rules6
+    only_admin_from_lan(net)
+    nothing_from_wan_nothing_forwarded(net)
+    rec = (st / "firewall-rules").read_text()
+    assert "result=failed" in rec and "MASQUERADE" in rec, rec
+    a = alerts(net, env)
+    assert "in fallback" in a.get("firewall", ""), a
+    # A second failing apply keeps the fallback (a rule set of ours is in
+    # force), and a good one replaces it and clears the alert.
+    r = net.apply(CONF, env=env)
+    assert r.returncode == 1 and "FALLBACK" not in r.stderr, r.stderr
+    assert net.rules(4) == rules4
+    r = net.apply(CONF, env=dict(env, **{k: v for k, v in net.env.items() if k in ("POSTERN_IPTABLES", "PATH")}))
+    assert r.returncode == 0, r.stderr
+    assert "result=ok" in (st / "firewall-rules").read_text()
+    assert "firewall" not in alerts(net, env)
+    assert net.probe("lan", BOX_LAN, [587]) == {587: f"open box 587 from {LAN}"}
+
+
+def test_fallback_without_names(net):
+    """A configuration that yields no rule set with WAN and LAN on one
+    port: the fallback may not name that port (it would open the admin page
+    to the WAN), so it takes the form without names: nothing reaches the
+    box but replies."""
+    flush(net)
+    env, st = status_env(net)
+    r = net.apply(CONF.replace("interface eth1", "interface eth0"), env=env, name="same.conf")
+    assert r.returncode == 1
+    assert "FALLBACK" in r.stderr and "without interface names" in r.stderr, r.stderr
+    rules4 = net.rules(4)
+    assert ":postern-fallback - " in rules4 and not any("-j postern-fallback" in l for l in rules4)
+    assert net.probe("lan", BOX_LAN, [443, 80], timeout=1) == {443: "timeout", 80: "timeout"}
+    nothing_from_wan_nothing_forwarded(net)
+    assert "without interface names" in (st / "firewall-rules").read_text()
+
+
+def test_drop_policies_as_last_resort(net):
+    """Even the fallback refused (a kernel without the modules): the
+    built-in chains' policies become DROP."""
+    flush(net)
+    env, st = status_env(net, **fake_tools(net, "refuse", REFUSE_ALL))
+    env6 = fake_tools(net, "refuse6", REFUSE_ALL, family=6)
+    env["POSTERN_IP6TABLES"] = env6["POSTERN_IP6TABLES"]
+    env["PATH"] = env6["PATH"].split(":", 1)[0] + ":" + env["PATH"]
+    r = net.apply(CONF, env=env)
+    assert r.returncode == 1
+    assert "policies are DROP" in r.stderr, r.stderr
+    for tool in ("iptables-legacy", "ip6tables-legacy"):
+        rules = net.run("box", tool, "-S").stdout.splitlines()
+        assert "-P INPUT DROP" in rules and "-P FORWARD DROP" in rules, (tool, rules)
+        assert "-A INPUT -i lo -j ACCEPT" in rules, rules
+    assert net.probe("lan", BOX_LAN, [443], timeout=1) == {443: "timeout"}
+    assert net.probe("wan", BOX_WAN, [443], timeout=1) == {443: "timeout"}
+    assert net.probe("lan", WAN, [80], timeout=1) == {80: "timeout"}
+    assert "policies are DROP" in (st / "firewall-rules").read_text()
+
+
+BOOT = pathlib.Path(__file__).resolve().parents[2] / "rootfs" / "usr" / "libexec" / "postern"
+
+
+def boot_script(net, conf_text, extra_path, env=None):
+    """Runs the boot hook rootfs/usr/libexec/postern/firewall in the box."""
+    conf = net.tmp / "boot.conf"
+    conf.write_text(conf_text)
+    console = net.tmp / "console"
+    console.write_text("")
+    e = dict(env or net.env, POSTERN_LIBEXEC=str(BOOT), POSTERN_CONF=str(conf),
+             POSTERN_CONSOLE=str(console))
+    e["PATH"] = f"{extra_path}:{e['PATH']}"
+    r = net.run("box", "sh", str(BOOT / "firewall"), env=e, check=False)
+    return r, console.read_text()
+
+
+def test_boot_hook_fails_closed(net):
+    """The boot path: the hook's `postern firewall apply` loads the
+    fallback and the console says so; and should postern not run at all,
+    the hook itself sets the DROP policies."""
+    bindir = net.tmp / "boot-bin"
+    bindir.mkdir(exist_ok=True)
+    (bindir / "postern").unlink(missing_ok=True)
+    (bindir / "postern").symlink_to(net.postern)
+    flush(net)
+    env, st = status_env(net, **fake_tools(net, "nomasq", NO_MASQ))
+    r, console = boot_script(net, CONF, bindir, env)
+    assert r.returncode == 0, r.stderr + console
+    assert "FALLBACK" in console and "only the admin page" in console, console
+    assert "-A INPUT -i eth1 -j postern-fallback" in net.rules(4)
+    only_admin_from_lan(net)
+    # postern itself broken (it crashes): the hook's own last resort.
+    broken = net.tmp / "broken-bin"
+    broken.mkdir(exist_ok=True)
+    (broken / "postern").write_text("#!/bin/sh\nkill -SEGV $$\n")
+    (broken / "postern").chmod(0o755)
+    flush(net)
+    r, console = boot_script(net, CONF, broken)
+    assert r.returncode == 0, r.stderr + console
+    assert "setting the DROP policies" in console, console
+    for tool in ("iptables-legacy", "ip6tables-legacy"):
+        rules = net.run("box", tool, "-S").stdout.splitlines()
+        assert "-P INPUT DROP" in rules and "-P FORWARD DROP" in rules, (tool, rules)
+    assert net.probe("lan", BOX_LAN, [443], timeout=1) == {443: "timeout"}
+    # And with a working postern and kernel the hook loads the real rules.
+    flush(net)
+    r, console = boot_script(net, CONF, bindir)
+    assert r.returncode == 0 and "FALLBACK" not in console, console
+    assert net.probe("lan", BOX_LAN, [587]) == {587: f"open box 587 from {LAN}"}
 
 
 def env_of(postern, *args):

@@ -1,11 +1,15 @@
 /*
  * test_alerts.c - the alert rules (alerts_eval), the de-duplication of the
  * alert mails (alerts_merge over a sequence of checks), the state file's
- * bounded parser and the mail text (src/lib/alerts.h).
+ * bounded parser and the mail text (src/lib/alerts.h); services that keep
+ * restarting (the exit lines of status.h, gathered from a fake runit tree).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "alerts.h"
@@ -100,8 +104,8 @@ static void t_rules_fetch_cert_services(void)
 
 	quiet(&f);
 	f.nsvc = 2;
-	f.svc[0] = (struct alert_service){ "smtpd", 1 };
-	f.svc[1] = (struct alert_service){ "imapd", 0 };
+	f.svc[0] = (struct alert_service){ .name = "smtpd", .up = 1 };
+	f.svc[1] = (struct alert_service){ .name = "imapd", .up = 0 };
 	n = alerts_eval(&f, a, ALERT_MAX);
 	CHECK_EQ(n, 1);
 	CHECK_STREQ(a[0].key, "service:imapd");
@@ -252,6 +256,120 @@ static void t_mail(void)
 	CHECK_EQ(alert_mail_format(&e, "b", "a", NOW, buf, 100), -1);
 }
 
+/* The exit lines svc-finish writes: the window, the threshold, the last
+ * exit, and what a hostile or broken file cannot do. */
+static void t_svc_exits(void)
+{
+	struct status_svc x;
+	char text[512], words[64];
+	int n = 0;
+
+	status_svc_parse("", 0, NOW, &x);
+	CHECK(x.exits == 0 && x.last_time == 0 && !status_svc_restarting(&x));
+	status_svc_exit_text(&x, words, sizeof words);
+	CHECK_STREQ(words, "");
+	/* one exit just outside the window, then STATUS_SVC_RESTARTS inside */
+	n += snprintf(text + n, sizeof text - (size_t)n, "%lld 1 0\n", NOW - STATUS_SVC_WINDOW_S);
+	for (int i = STATUS_SVC_RESTARTS; i > 0; i--)
+		n += snprintf(text + n, sizeof text - (size_t)n, "%lld 3 0\n", NOW - i * 10);
+	status_svc_parse(text, (size_t)n, NOW, &x);
+	CHECK_EQ(x.exits, STATUS_SVC_RESTARTS);
+	CHECK(!status_svc_restarting(&x));                 /* "more than": not yet */
+	n += snprintf(text + n, sizeof text - (size_t)n, "%lld -1 11", NOW);   /* no newline */
+	status_svc_parse(text, (size_t)n, NOW, &x);
+	CHECK_EQ(x.exits, STATUS_SVC_RESTARTS + 1);
+	CHECK(status_svc_restarting(&x));
+	CHECK(x.last_time == NOW && x.last_code == -1 && x.last_signal == 11);
+	status_svc_exit_text(&x, words, sizeof words);
+	CHECK_STREQ(words, "killed by signal 11");
+	/* later, the same exits age out of the window */
+	status_svc_parse(text, (size_t)n, NOW + STATUS_SVC_WINDOW_S + 60, &x);
+	CHECK(x.exits == 0 && !status_svc_restarting(&x) && x.last_time == NOW);
+	/* malformed, out-of-range, future and overlong lines are skipped */
+	snprintf(text, sizeof text, "x 1 0\n%lld 1\n%lld 999 0\n%lld 1 0 junk\n%lld 1 0\n"
+		 "%lld 7 0\n%080d\n", NOW, NOW, NOW, NOW + 5, NOW - 1, 0);
+	status_svc_parse(text, strlen(text), NOW, &x);
+	CHECK(x.exits == 1 && x.last_code == 7);
+	status_svc_exit_text(&x, words, sizeof words);
+	CHECK_STREQ(words, "exit code 7");
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	CHECK(f != NULL);
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+/* A fake runit tree and status dir: a crash loop under "run" is restarting,
+ * the same exits under "down" are a stopped service; a big exits file is
+ * read from its end; a symlink is refused. */
+static void t_svc_gather(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	char root[256], path[400], big[STATUS_FILE_MAX * 2];
+	struct alert_paths p = { 0 };
+	struct alert_facts f;
+	struct alert a[ALERT_MAX];
+	struct status_svc x;
+	int n = 0;
+
+	snprintf(root, sizeof root, "%s/alerts-XXXXXX", tmp ? tmp : "/tmp");
+	CHECK(mkdtemp(root) != NULL);
+	snprintf(path, sizeof path, "%s/status", root);
+	mkdir(path, 0755);
+	snprintf(path, sizeof path, "%s/service", root);
+	mkdir(path, 0755);
+	snprintf(path, sizeof path, "%s/service/imapd", root);
+	mkdir(path, 0755);
+	snprintf(path, sizeof path, "%s/service/imapd/supervise", root);
+	mkdir(path, 0755);
+	snprintf(path, sizeof path, "%s/service/imapd/supervise/stat", root);
+	write_file(path, "run\n");
+	/* a big file whose first STATUS_FILE_MAX bytes are old exits */
+	while (n < (int)sizeof big - 64)
+		n += snprintf(big + n, sizeof big - (size_t)n, "%lld 0 15\n", NOW - DAY);
+	for (int i = 0; i <= STATUS_SVC_RESTARTS; i++)
+		n += snprintf(big + n, sizeof big - (size_t)n, "%lld 2 0\n", NOW - 5 + i);
+	snprintf(path, sizeof path, "%s/status/exits-imapd", root);
+	write_file(path, big);
+	CHECK_EQ(status_svc_read(path, "../x", NOW, &x), -1);        /* not a name */
+	snprintf(path, sizeof path, "%s/status", root);
+	CHECK(status_svc_read(path, "imapd", NOW, &x) == 0 && x.exits == STATUS_SVC_RESTARTS + 1);
+	CHECK(status_svc_read(path, "smtpd", NOW, &x) == 0 && x.exits == 0);   /* none yet */
+
+	snprintf(path, sizeof path, "%s/service", root);
+	p.service_dir = path;
+	snprintf(big, sizeof big, "%s/status", root);
+	setenv("POSTERN_SVC_DIR", big, 1);
+	alerts_gather(&p, NOW, &f);
+	CHECK(f.nsvc == 1 && f.svc[0].up && f.svc[0].restarting);
+	CHECK_EQ(alerts_eval(&f, a, ALERT_MAX), 1);
+	CHECK_STREQ(a[0].key, "service:imapd");
+	CHECK_STREQ(a[0].text, "The service imapd keeps restarting: it stopped 4 times in 10 "
+		    "minutes (last: exit code 2).");
+	f.svc[0].up = 0;                                  /* caught in "finish": same alert */
+	CHECK(alerts_eval(&f, a, ALERT_MAX) == 1 && strstr(a[0].text, "keeps restarting"));
+
+	snprintf(path, sizeof path, "%s/service/imapd/supervise/stat", root);
+	write_file(path, "down\n");                       /* stopped by the admin */
+	snprintf(path, sizeof path, "%s/service", root);
+	alerts_gather(&p, NOW, &f);
+	CHECK(f.nsvc == 1 && !f.svc[0].up && !f.svc[0].restarting);
+	CHECK(alerts_eval(&f, a, ALERT_MAX) == 1 &&
+	      strcmp(a[0].text, "The service imapd is not running.") == 0);
+
+	snprintf(path, sizeof path, "%s/status/exits-smtpd", root);
+	CHECK_EQ(symlink("exits-imapd", path), 0);
+	snprintf(path, sizeof path, "%s/status", root);
+	CHECK_EQ(status_svc_read(path, "smtpd", NOW, &x), -1);       /* no symlinks */
+	CHECK_EQ(x.exits, 0);
+}
+
 int main(void)
 {
 	RUN(t_rules);
@@ -260,5 +378,7 @@ int main(void)
 	RUN(t_merge_pending);
 	RUN(t_state_file);
 	RUN(t_mail);
+	RUN(t_svc_exits);
+	RUN(t_svc_gather);
 	return check_done();
 }

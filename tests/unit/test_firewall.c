@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alerts.h"
 #include "check.h"
 #include "config.h"
 #include "firewall.h"
@@ -130,6 +131,30 @@ static void t_ipv6(void)
 	/* the IPv6 LAN's DNS is blocked, never redirected (dnsd answers on IPv4) */
 	CHECK(has_line("-A postern-forward -p udp --dport 53 -j postern-block"));
 	CHECK(count("192.168.") == 0);
+	/* one counter per full address for the hand-numbered hosts ::1-::3ff,
+	 * then the rest of the /64, then anything else */
+	CHECK_EQ(count("-A postern-count "), FW_COUNT_HOSTS_MAX - 1 + 2);
+	CHECK(has_line("-A postern-count -s 2001:db8:1::1/128 -j RETURN"));
+	CHECK(has_line("-A postern-count -s 2001:db8:1::50/128 -j RETURN"));
+	CHECK(has_line("-A postern-count -s 2001:db8:1::3ff/128 -j RETURN"));
+	CHECK(!has_line("-A postern-count -s 2001:db8:1::400/128 -j RETURN"));
+	CHECK(!has_line("-A postern-count -s 2001:db8:1::/128 -j RETURN"));
+	CHECK(has_line("-A postern-count -s 2001:db8:1::/64 -j RETURN"));
+	config_free(cfg);
+	/* a small prefix is enumerated whole, its host bits cleared first */
+	cfg = parse("mail-domain example.com\n[lan]\naddress6 fd00:10::1:1/120\n");
+	CHECK(cfg != NULL);
+	CHECK(firewall_rules(cfg, FW_IPV6, buf, sizeof buf, err, sizeof err) > 0);
+	CHECK_EQ(count("-A postern-count "), 255 + 2);
+	CHECK(has_line("-A postern-count -s fd00:10::1:1/128 -j RETURN"));
+	CHECK(has_line("-A postern-count -s fd00:10::1:ff/128 -j RETURN"));
+	CHECK(has_line("-A postern-count -s fd00:10::1:0/120 -j RETURN"));
+	config_free(cfg);
+	/* no IPv6 prefix: no per-host counters */
+	cfg = parse(base);
+	CHECK(cfg != NULL);
+	CHECK(firewall_rules(cfg, FW_IPV6, buf, sizeof buf, err, sizeof err) > 0);
+	CHECK_EQ(count("-A postern-count "), 1);
 	config_free(cfg);
 }
 
@@ -197,6 +222,54 @@ static void t_counts(void)
 	CHECK_EQ(firewall_parse_counts("[x:1] -A postern-count\n[1:1]\n[", c, 4), 0);
 }
 
+/* The last-resort rule set: fixed text, the LAN's name the only input. */
+static void t_fallback(void)
+{
+	CHECK(firewall_fallback_rules(FW_IPV4, "eth1", buf, sizeof buf) > 0);
+	CHECK(has_line(":INPUT DROP [0:0]"));
+	CHECK(has_line(":FORWARD DROP [0:0]"));
+	CHECK(has_line(":postern-fallback - [0:0]"));
+	CHECK(has_line("-A INPUT -i lo -j ACCEPT"));
+	CHECK(has_line("-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"));
+	CHECK(has_line("-A INPUT -i eth1 -j postern-fallback"));
+	CHECK(has_line("-A postern-fallback -p tcp --dport 443 -j ACCEPT"));
+	CHECK(has_line("-A postern-fallback -p tcp --dport 80 -j ACCEPT"));
+	CHECK(has_line("-A postern-fallback -p udp --dport 53 -j ACCEPT"));
+	CHECK(has_line("-A postern-fallback -p udp --sport 68 --dport 67 -j ACCEPT"));
+	CHECK_EQ(count("-A FORWARD"), 0);           /* nothing forwarded */
+	CHECK_EQ(count("-A INPUT"), 3);             /* lo, replies, the LAN jump */
+	CHECK_EQ(count("ACCEPT\n"), 7);
+	CHECK_EQ(count("*nat"), 0);
+	CHECK(firewall_fallback_rules(FW_IPV6, "br-lan", buf, sizeof buf) > 0);
+	CHECK(has_line("-A INPUT -p ipv6-icmp --icmpv6-type 135 -j ACCEPT"));
+	CHECK(has_line("-A INPUT -i br-lan -j postern-fallback"));
+	CHECK_EQ(count("--dport 67"), 0);
+	/* Without a name, or with one iptables might refuse: nothing from the LAN. */
+	const char *bad[] = { NULL, "", "eth1 -j ACCEPT", "a-name-far-too-long", "eth+" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		CHECK(firewall_fallback_rules(FW_IPV4, bad[i], buf, sizeof buf) > 0);
+		CHECK(has_line(":postern-fallback - [0:0]"));
+		CHECK_EQ(count("postern-fallback"), 1);
+		CHECK_EQ(count("--dport"), 0);
+	}
+	CHECK_EQ(firewall_fallback_rules(FW_IPV4, "eth1", buf, 64), -1);
+}
+
+/* The dashboard's alert for a box in fallback (alerts.c). */
+static void t_fallback_alert(void)
+{
+	static struct alert_facts f;
+	struct alert a[4];
+
+	memset(&f, 0, sizeof f);
+	f.disk_pct = f.queued = -1;
+	CHECK_EQ(alerts_eval(&f, a, 4), 0);
+	snprintf(f.firewall, sizeof f.firewall, "the fallback rule set is in force");
+	CHECK_EQ(alerts_eval(&f, a, 4), 1);
+	CHECK_STREQ(a[0].key, "firewall");
+	CHECK(strstr(a[0].text, "fallback: the fallback rule set is in force") != NULL);
+}
+
 int main(void)
 {
 	RUN(t_router_defaults);
@@ -205,5 +278,7 @@ int main(void)
 	RUN(t_single_interface);
 	RUN(t_errors);
 	RUN(t_counts);
+	RUN(t_fallback);
+	RUN(t_fallback_alert);
 	return check_done();
 }
