@@ -272,7 +272,9 @@ int64_t tls_now_ms(void);
 int tls_handshake(struct tls_conn *c, int fd, int64_t deadline_ms);
 
 /* Reads application data, waiting until some arrives or the deadline.
- * Returns the count, 0 at end of stream, or -1 (ETIMEDOUT, EPROTO...). */
+ * Returns the count, 0 at end of stream, or -1 (ETIMEDOUT, EPROTO...).
+ * A timeout, here as in the other helpers, fails the connection for good
+ * (tls_error: "timeout during ..."): close it. */
 ssize_t tls_read_fd(struct tls_conn *c, int fd, void *buf, size_t cap,
 	int64_t deadline_ms);
 

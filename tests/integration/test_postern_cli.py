@@ -32,8 +32,17 @@ def test_check_ok_and_errors_with_line_numbers(hostbin, tmp_path):
     conf.write_text(GOOD + "bogus-setting 1\n[account acme]\nport 70000\n")
     r = run(hostbin, conf, "check")
     assert r.returncode == 1
-    assert f"{conf}:8:" in r.stderr and "bogus-setting" in r.stderr, r.stderr
-    assert f"{conf}:10:" in r.stderr and "70000" in r.stderr, r.stderr
+    lines = r.stderr.splitlines()
+    # file:line: section: setting: message - each error on its own line
+    assert f'{conf}:8: smarthost: unknown setting "bogus-setting"' in lines, r.stderr
+    assert any(l.startswith(f'{conf}:10: account "acme": port: ') and "70000" in l
+               for l in lines), r.stderr
+    # A setting that is missing is named, at the line of its section.
+    conf.write_text(GOOD + "[account acme]\nport 995\n")
+    r = run(hostbin, conf, "check")
+    assert r.returncode == 1
+    for setting in ("server", "user", "password-file", "deliver-to"):
+        assert f'{conf}:8: account "acme": {setting}: required' in r.stderr.splitlines(), r.stderr
 
 
 def test_config_set_get_unset_keeps_layout(hostbin, tmp_path):

@@ -154,8 +154,14 @@ def test_certtool_renew(tmp_path):
     tool = binpath("postern-certtool")
     assert run(tool, "init", d, "--name", "box", "--ip", "10.0.0.1").returncode == 0
     ca_before = (d / "ca.pem").read_bytes()
+    server_before = (d / "server.pem").read_bytes()
     r = run(tool, "renew", d)
     assert r.returncode == 0 and r.stdout.strip() == "valid"
+    # Renewal is due 30 days before the 365-day certificate expires: not
+    # 35 days before, yes 25 days before.
+    r = run(tool, "renew", d, "--now", int(time.time()) + 330 * 86400)
+    assert r.returncode == 0 and r.stdout.strip() == "valid", r.stdout + r.stderr
+    assert (d / "server.pem").read_bytes() == server_before
     later = int(time.time()) + 340 * 86400
     r = run(tool, "renew", d, "--now", later)
     assert r.returncode == 0 and r.stdout.strip() == "renewed", r.stderr
@@ -267,13 +273,21 @@ def test_server_refuses_weak(pki, local_server, args):
     assert "CONNECTION ESTABLISHED" not in r.stdout + r.stderr
 
 
-def test_server_handshake_timeout(pki, local_server):
+def test_server_handshake_timeout(pki):
     """A client that connects and says nothing is not waited for forever:
-    the server keeps serving others meanwhile."""
-    idle = socket.create_connection(("127.0.0.1", local_server.port), timeout=10)
-    _, _, echo = python_echo(local_server.port, pki / "local" / "ca.pem", "box")
-    assert echo == "hello from python\n"
-    idle.close()
+    the server keeps serving others meanwhile, and closes the silent one
+    when its handshake deadline (tls-probe: 10 s) passes."""
+    p = Probe(pki / "local" / "server.pem", pki / "local" / "server.key")
+    try:
+        idle = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+        _, _, echo = python_echo(p.port, pki / "local" / "ca.pem", "box")
+        assert echo == "hello from python\n"
+        idle.settimeout(120)            # a guard only: the server closes it
+        assert idle.recv(1) == b"", "the server sent something to a silent client"
+        idle.close()
+    finally:
+        _, err = p.stop()
+    assert "handshake timeout" in err, err
 
 
 # ---- our client, openssl s_server ------------------------------------------

@@ -812,6 +812,63 @@ static void t_small_buffers(void)
 	free(c);
 }
 
+/* Deliver 3, "timeouts on the handshake and on every read": a peer that says
+ * nothing makes tls_handshake (both sides), tls_read_fd and tls_write_fd
+ * give up at their deadline (not before) with ETIMEDOUT and a message
+ * naming the phase. */
+#define T_TIMEOUT_MS 300
+
+static void expect_timeout(int r, const struct tls_conn *c, int64_t t0, const char *what)
+{
+	int e = errno;
+
+	CHECK_EQ(r, -1);
+	CHECK_EQ(e, ETIMEDOUT);
+	CHECK(tls_now_ms() - t0 >= T_TIMEOUT_MS);
+	CHECK(strstr(tls_error(c), what) != NULL);
+}
+
+static void t_timeouts(void)
+{
+	static unsigned char big[4 << 20];
+	char buf[64];
+	int fds[2];
+	int64_t t0;
+
+	/* Handshake: the client's ClientHello is never answered... */
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+	client_pin(SRV_PIN);
+	CHECK_EQ(tls_client_start(&cli, &ccfg, NULL), 0);
+	t0 = tls_now_ms();
+	expect_timeout(tls_handshake(&cli, fds[1], t0 + T_TIMEOUT_MS), &cli, t0,
+		       "timeout during the TLS handshake");
+	CHECK(!tls_established(&cli));
+	/* ... and a server whose client never sends a ClientHello. */
+	CHECK_EQ(tls_server_start(&srv, &scfg), 0);
+	t0 = tls_now_ms();
+	expect_timeout(tls_handshake(&srv, fds[0], t0 + T_TIMEOUT_MS), &srv, t0,
+		       "timeout during the TLS handshake");
+	close(fds[0]);
+	close(fds[1]);
+
+	/* Read: established, the server sends nothing. */
+	pair_handshake(&srv, &cli, 0, fds);
+	t0 = tls_now_ms();
+	expect_timeout((int)tls_read_fd(&cli, fds[1], buf, sizeof buf, t0 + T_TIMEOUT_MS),
+		       &cli, t0, "timeout during a TLS read");
+	/* A timeout is final (sticky, like every TLS error): data that comes
+	 * later is not read from a connection the caller was told is dead. */
+	CHECK_EQ(tls_write_fd(&srv, fds[0], "late\n", 5, tls_now_ms() + 5000), 0);
+	CHECK_EQ(tls_read_fd(&cli, fds[1], buf, sizeof buf, tls_now_ms() + 5000), -1);
+	CHECK(strstr(tls_error(&cli), "timeout during a TLS read") != NULL);
+	/* Write: the client never reads, the socket buffer fills up. */
+	t0 = tls_now_ms();
+	expect_timeout(tls_write_fd(&srv, fds[0], big, sizeof big, t0 + T_TIMEOUT_MS),
+		       &srv, t0, "timeout during a TLS write");
+	close(fds[0]);
+	close(fds[1]);
+}
+
 int main(void)
 {
 	CHECK_EQ(pem_anchors_parse(&ca, CA_CERT, strlen(CA_CERT), err, sizeof err), 1);
@@ -837,6 +894,7 @@ int main(void)
 	RUN(t_write_fd_many_records);
 	RUN(t_small_buffers);
 	RUN(t_localca);
+	RUN(t_timeouts);
 	tls_server_config_free(&scfg);
 	pem_anchors_free(&ca);
 	pem_anchors_free(&other);
