@@ -2,12 +2,16 @@
  * imap-index.h - the per-mailbox UID index of the IMAP server: stable UIDs
  * and UIDVALIDITY (RFC 3501 2.3.1.1) for the messages of one Maildir
  * directory, kept across restarts and shared by every connection and
- * process through one file in the mailbox directory:
+ * process through one file in the mailbox directory (version 3):
  *
- *     postern-uids 2 UIDVALIDITY UIDNEXT HIGHESTMODSEQ
- *     UID MODSEQ -FLAGS BASENAME    one per message, ascending UIDs
+ *     postern-uids 3 UIDVALIDITY UIDNEXT HIGHESTMODSEQ GEN
+ *     UID MODSEQ -FLAGS BASENAME    a message in cur/, ascending UIDs
+ *     UID MODSEQ new BASENAME       a message in new/ (no flags)
  *     ...
- *     end UIDVALIDITY UIDNEXT HIGHESTMODSEQ
+ *     end UIDVALIDITY UIDNEXT HIGHESTMODSEQ GEN
+ *     + UID MODSEQ -FLAGS BASENAME  journal: a message added (UID >= UIDNEXT)
+ *     = UID MODSEQ -FLAGS BASENAME  journal: its flags or place changed
+ *     - UID MODSEQ                  journal: expunged
  *
  * BASENAME is the message file name without its ":2,FLAGS" info, so flag
  * changes (renames) keep the UID. FLAGS are the info letters the index
@@ -15,23 +19,54 @@
  * connection, Dovecot on the same store) and gives the message a new
  * MODSEQ (RFC 7162 CONDSTORE): every sync that finds messages new,
  * changed or gone raises HIGHESTMODSEQ by one and gives that value to the
- * new and changed ones. Version 1 files ("postern-uids 1 V N", lines
- * "UID BASENAME") are read as such and upgraded at the next write: UIDs
- * and UIDVALIDITY stay, every message gets MODSEQ 1. Entry lines are read
- * only in the version the header or trailer names, never guessed. The file is replaced atomically
- * (fs_write_atomic) under an exclusive flock on postern-uids.lock, which
- * every sync takes: connections of one user, in one process or several,
- * see each other's changes at their next sync.
+ * new and changed ones.
  *
- * A sync reads the index, lists new/ and cur/, gives each message not yet
- * indexed the next UID (in file name order, that is delivery order), drops
- * entries whose file is gone (expunged; a name missing from the first
- * listing is looked for again, so a message renamed between new/ and cur/
- * meanwhile is not lost), and writes the file back if anything changed.
+ * Journal: a change appends complete lines with one write(2) (O_APPEND)
+ * under an exclusive flock on postern-uids.lock, which every reader and
+ * writer takes; records apply in file order to the entries above them.
+ * "+" records (new UIDs) are fdatasynced before the lock is released (and
+ * before APPEND's OK); "=" and "-" are not (modseqs from the clock stay
+ * monotonic after a crash, see next_modseq; a lost "-" only lists the
+ * message's absence again). A torn last line (a crash during an append:
+ * no newline) is ignored and cut off by the next append, never continued.
+ * Compaction: when the journal has more than JOURNAL_MIN + messages/2
+ * records, or the file is damaged or of an older version, the whole file
+ * is rewritten (temp, fsync, rename, fsync dir) with GEN one up and no
+ * journal. A view remembers the inode, GEN and the offset it has read to:
+ * its next sync reads only the records after that offset; another inode
+ * or GEN (a compaction) means it reads the new file whole, so no record is
+ * applied twice or missed (GEN guards against inode reuse).
+ *
+ * Listing: a sync lists new/ and cur/ (and merges: new messages get the
+ * next UIDs in file name order, that is delivery order; entries whose
+ * file is gone are dropped, after a second listing so a message caught
+ * between new/ and cur/ by a rename is not lost) only when something may
+ * have changed them that the file does not record. One inotify instance
+ * per process watches new/ and cur/ of the mailboxes it syncs (at most
+ * WATCH_MAX, least recently used dropped); an event is explained when the
+ * file already says it (that name in that place with those flags exists,
+ * or does not; the last event per name counts). Explained: Postern's own
+ * changes made under the lock and recorded (STORE and \Seen through a
+ * transaction, EXPUNGE through imap_index_txn_expunge, APPEND's record).
+ * Not explained, so listed at the next sync: deliver.c (smtpd, fetchd)
+ * writing new/, Dovecot or a user renaming or removing a file, imapd
+ * unlinking outside a transaction, COPY's links, APPEND's file before its
+ * record; also a lost event queue (IN_Q_OVERFLOW), too many unchecked
+ * events, a directory replaced (inode changed), a watch that cannot be
+ * had, the first sync of a mailbox in a process, a damaged journal.
+ *
+ * Versions 1 ("UID BASENAME") and 2 ("UID MODSEQ -FLAGS BASENAME", no
+ * GEN, no journal) are read as such and upgraded in place at the next
+ * sync (a listing): UIDs, UIDVALIDITY and modseqs stay (version 1: every
+ * message gets MODSEQ 1). Lines are read only in the version the header or
+ * trailer names, never guessed; an unknown version keeps no entries.
  *
  * Damage: unreadable lines are skipped and their messages get new UIDs
  * above every UID ever given (UIDNEXT is the larger of the header's and
- * the highest UID seen), so no UID is reused and UIDVALIDITY stays. The
+ * the highest UID seen, plus one for each unreadable journal line, which
+ * may have been a "+"), so no UID is reused and UIDVALIDITY stays; a
+ * record that contradicts the entries (= or - for an unknown UID) is
+ * damage too. A damaged file is rewritten whole at the next sync. The
  * header and trailer both carry UIDVALIDITY and UIDNEXT; only when neither
  * can be read (or the file is gone while messages exist) does the mailbox
  * get a new UIDVALIDITY (the clock, above the old one when it is known),
@@ -59,6 +94,10 @@ struct imap_msg {
 	int in_new;                 /* 1: in new/, 0: in cur/ */
 	uint64_t size;              /* from ",S=" (0: unknown, stat it) */
 	char flags[MAILDIR_FLAGS_MAX + 1];
+	/* What the index file says of its flags and place (a bit mask of the
+	 * letters, new/ and "known"), for the sync's check of inotify events;
+	 * may differ from flags/in_new while a change is not yet recorded. */
+	uint64_t filed;
 };
 
 struct imap_index {
@@ -73,6 +112,13 @@ struct imap_index {
 	 * sync (mtime, inode): unchanged and settled, a sync has nothing to do. */
 	struct imap_index_stamp { int64_t sec, nsec; uint64_t ino; } stamp[3];
 	int stamped;
+	/* Where the view is in the index file (version 3): its inode and
+	 * generation, and the offset of the first journal record not yet
+	 * applied. jvalid 0: the next sync reads the whole file. */
+	uint64_t jino, jgen;
+	size_t joff;
+	int jvalid;
+	int listed;                 /* the last sync listed new/ and cur/ (tests) */
 };
 
 /* An empty index for the Maildir directory `dir` (nothing read yet). */
@@ -89,6 +135,10 @@ void imap_index_free(struct imap_index *ix);
  * Returns 0, or -1 with a reason in err (the previous view is kept).
  */
 int imap_index_sync(struct imap_index *ix, char *err, size_t errlen);
+/* Stops this process's inotify watch of dir: the next sync of any view of
+ * it lists new/ and cur/ (after a mailbox is deleted or renamed, or to
+ * check the index against the disk as after a restart). */
+void imap_index_forget(const char *dir);
 /* The position of `uid` in ix->m, or -1. */
 long imap_index_find(const struct imap_index *ix, uint32_t uid);
 /* Finds message i again after another process renamed it (new/ -> cur/,
@@ -125,5 +175,14 @@ struct imap_index_txn *imap_index_begin(struct imap_index *ix, char *err, size_t
 uint64_t imap_index_txn_modseq(struct imap_index_txn *t, const struct imap_index *ix, size_t i);
 void imap_index_txn_touch(struct imap_index_txn *t, struct imap_index *ix, size_t i);
 int imap_index_commit(struct imap_index *ix, struct imap_index_txn *t, char *err, size_t errlen);
+/*
+ * EXPUNGE or MOVE of message i inside a transaction: its file is unlinked
+ * under the index lock and a record says so, so the next sync of every
+ * view needs no listing (an unlink outside a transaction costs one). The
+ * view keeps the message until its next sync (RFC 3501 7.4.1: the
+ * EXPUNGE responses come from that sync). 0, or -1 with errno (the file
+ * is still there, or was already gone).
+ */
+int imap_index_txn_expunge(struct imap_index_txn *t, struct imap_index *ix, size_t i);
 
 #endif

@@ -353,7 +353,7 @@ static void t_upgrade_v1(void)
 	CHECK_EQ(a.m[2].uid, 12);
 	for (size_t i = 0; i < a.n; i++)
 		CHECK_EQ(a.m[i].modseq, 1);
-	CHECK(strncmp(read_index(), "postern-uids 2 4242 20 ", 23) == 0);
+	CHECK(strncmp(read_index(), "postern-uids 3 4242 20 ", 23) == 0);
 	imap_index_free(&a);
 	fresh_sync(&a);   /* and read back as version 2 */
 	CHECK_EQ(a.uidvalidity, 4242);
@@ -369,7 +369,7 @@ static void t_unknown_version(void)
 
 	setup("version");
 	deliver(1);
-	write_index("postern-uids 3 4242 20 5 x\n7 1 -S 123.M1P1.host\nend 4242 20 5 x\n");
+	write_index("postern-uids 9 4242 20 5 x\n7 1 -S 123.M1P1.host\nend 4242 20 5 x 1\n");
 	fresh_sync(&a);
 	CHECK(a.repaired);
 	CHECK(a.uidvalidity != 4242);
@@ -473,6 +473,496 @@ static void t_add(void)
 	CHECK_EQ(uid, 0);
 }
 
+
+/* ---- the journal (version 3) ------------------------------------------------------ */
+
+static ino_t index_ino(void)
+{
+	char path[600];
+	struct stat st;
+
+	snprintf(path, sizeof path, "%s/" IMAP_INDEX_FILE, root);
+	CHECK_EQ(stat(path, &st), 0);
+	return st.st_ino;
+}
+
+/* Lines of the index file that begin with `c` followed by a space. */
+static int count_records(char c)
+{
+	const char *s = read_index();
+	int n = 0;
+
+	for (; s && *s; s = strchr(s, '\n') ? strchr(s, '\n') + 1 : NULL)
+		n += s[0] == c && s[1] == ' ';
+	return n;
+}
+
+static void append_index(const char *text)
+{
+	char path[600];
+	int fd;
+
+	snprintf(path, sizeof path, "%s/" IMAP_INDEX_FILE, root);
+	CHECK((fd = open(path, O_WRONLY | O_APPEND)) >= 0);
+	CHECK_EQ(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+/* Flags of message i changed through a transaction, as STORE does. */
+static void store_flags(struct imap_index *ix, size_t i, const char *flags)
+{
+	struct imap_index_txn *t;
+	char err[256], nn[300];
+
+	CHECK((t = imap_index_begin(ix, err, sizeof err)) != NULL);
+	CHECK_EQ(maildir_set_flags(root, ix->m[i].name, flags, nn, sizeof nn), 0);
+	free(ix->m[i].name);
+	ix->m[i].name = strdup(nn);
+	ix->m[i].in_new = 0;
+	snprintf(ix->m[i].flags, sizeof ix->m[i].flags, "%s", flags);
+	imap_index_txn_touch(t, ix, i);
+	CHECK_EQ(imap_index_commit(ix, t, err, sizeof err), 0);
+}
+
+/* A message written into cur/ and added as APPEND does. */
+static uint32_t append_msg(int k, const char *flags)
+{
+	char name[128], path[1024];
+	uint32_t uid = 0, v = 0;
+	int fd;
+
+	snprintf(name, sizeof name, "1800000000.M%dP1Q1.test,S=5:2,%s", k, flags);
+	snprintf(path, sizeof path, "%s/cur/%s", root, name);
+	CHECK((fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600)) >= 0);
+	CHECK_EQ(write(fd, "x\r\n\r\n", 5), 5);
+	close(fd);
+	CHECK_EQ(imap_index_add(root, name, &uid, &v), 0);
+	return uid;
+}
+
+static void same_view(const struct imap_index *a, const struct imap_index *b)
+{
+	CHECK_EQ(a->uidvalidity, b->uidvalidity);
+	CHECK_EQ(a->uidnext, b->uidnext);
+	CHECK_EQ(a->highestmodseq, b->highestmodseq);
+	CHECK_EQ(a->n, b->n);
+	for (size_t i = 0; i < a->n && i < b->n; i++) {
+		CHECK_EQ(a->m[i].uid, b->m[i].uid);
+		CHECK_EQ(a->m[i].modseq, b->m[i].modseq);
+		CHECK_STREQ(a->m[i].flags, b->m[i].flags);
+		CHECK_STREQ(a->m[i].name, b->m[i].name);
+	}
+}
+
+/* Changes go into the journal of the same file (no new file per change),
+ * and a fresh reader replays them to the same view. */
+static void t_journal(void)
+{
+	struct imap_index a, b;
+	char err[256], path[1024];
+	ino_t ino;
+
+	setup("journal");
+	deliver(3);
+	fresh_sync(&a);
+	CHECK(strncmp(read_index(), "postern-uids 3 ", 15) == 0);
+	ino = index_ino();
+	store_flags(&a, 0, "S");
+	CHECK_EQ(count_records('='), 1);
+	CHECK_EQ(append_msg(1, "F"), 4);
+	CHECK_EQ(count_records('+'), 1);
+	CHECK_EQ(imap_index_path(&a, 1, path, sizeof path), 0);
+	CHECK_EQ(unlink(path), 0);
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	CHECK_EQ(count_records('-'), 1);
+	CHECK_EQ(index_ino(), ino);   /* appended, not replaced */
+	CHECK_EQ(a.n, 3);
+	CHECK_EQ(a.m[2].uid, 4);
+	CHECK(!a.repaired);
+	fresh_sync(&b);
+	same_view(&a, &b);
+	CHECK(!b.repaired);
+	CHECK_EQ(index_ino(), ino);   /* the replay wrote nothing */
+	imap_index_free(&a);
+	imap_index_free(&b);
+}
+
+/* Two views of one mailbox see each other's journalled changes. */
+static void t_two_views(void)
+{
+	struct imap_index a, b;
+	char err[256];
+
+	setup("views");
+	deliver(4);
+	fresh_sync(&a);
+	fresh_sync(&b);
+	store_flags(&a, 1, "FS");
+	CHECK_EQ(imap_index_sync(&b, err, sizeof err), 0);
+	CHECK_STREQ(b.m[1].flags, "FS");
+	CHECK_EQ(b.m[1].modseq, a.m[1].modseq);
+	CHECK_EQ(b.highestmodseq, a.highestmodseq);
+	store_flags(&b, 2, "R");
+	CHECK_EQ(append_msg(2, ""), 5);
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	CHECK_EQ(imap_index_sync(&b, err, sizeof err), 0);
+	same_view(&a, &b);
+	CHECK_STREQ(a.m[2].flags, "R");
+	CHECK_EQ(a.m[4].uid, 5);
+	imap_index_free(&a);
+	imap_index_free(&b);
+}
+
+/* A crash during an append leaves a torn last line: it is ignored (not
+ * damage), and the next append first cuts it off. */
+static void t_torn_record(void)
+{
+	struct imap_index a, b;
+
+	setup("torn");
+	deliver(2);
+	fresh_sync(&a);
+	append_index("= 1 99999999999999 -S 17");
+	fresh_sync(&b);
+	CHECK(!b.repaired);
+	same_view(&a, &b);
+	imap_index_free(&b);
+	CHECK_EQ(append_msg(1, "S"), 3);
+	CHECK(strstr(read_index(), "99999999999999") == NULL);
+	fresh_sync(&b);
+	CHECK(!b.repaired);
+	CHECK_EQ(b.n, 3);
+	CHECK_EQ(b.m[2].uid, 3);
+	CHECK_STREQ(b.m[2].flags, "S");
+	imap_index_free(&a);
+	imap_index_free(&b);
+}
+
+/* A damaged journal: unreadable records are damage; a message whose +
+ * record is lost gets a new UID above any that record may have given, and
+ * UIDVALIDITY stays. */
+static void t_journal_damage(void)
+{
+	struct imap_index a, b;
+	char *text, *rec;
+
+	setup("jdamage");
+	deliver(2);
+	fresh_sync(&a);
+	CHECK_EQ(append_msg(1, ""), 3);
+	CHECK_EQ(append_msg(2, ""), 4);
+	text = strdup(read_index());
+	CHECK((rec = strstr(text, "\n+ 4 ")) != NULL);
+	memcpy(rec + 1, "?x", 2);   /* the last record garbled, its newline kept */
+	write_index(text);
+	free(text);
+	fresh_sync(&b);
+	CHECK(b.repaired);
+	CHECK_EQ(b.uidvalidity, a.uidvalidity);
+	CHECK_EQ(b.n, 4);
+	CHECK_EQ(b.m[2].uid, 3);
+	CHECK(b.m[3].uid > 4);   /* 4 may have been seen: never again */
+	imap_index_free(&b);
+	fresh_sync(&b);   /* repaired: compacted, read back sound */
+	CHECK(!b.repaired);
+	CHECK_EQ(count_records('+'), 0);
+	CHECK(b.m[3].uid > 4);
+	/* a record that contradicts the entries (= for an unknown UID) */
+	append_index("= 77 5 -S 1700000000.M9P9.nowhere\n");
+	imap_index_free(&b);
+	fresh_sync(&b);
+	CHECK(b.repaired);
+	CHECK_EQ(b.n, 4);
+	imap_index_free(&a);
+	imap_index_free(&b);
+}
+
+/* The journal is compacted now and then (a new file, the generation one
+ * up); a view from before the compaction reads the new file right. */
+static void t_compaction(void)
+{
+	struct imap_index a, b;
+	char err[256];
+	unsigned long long gen = 0;
+	ino_t ino;
+	int i;
+
+	setup("compact");
+	deliver(4);
+	fresh_sync(&a);
+	fresh_sync(&b);
+	ino = index_ino();
+	for (i = 0; i < 400 && index_ino() == ino; i++)
+		store_flags(&a, (size_t)i % 4, i % 2 ? "S" : "F");
+	CHECK(i < 400);              /* compacted */
+	CHECK(i > 100);              /* but not at every change */
+	CHECK(strncmp(read_index(), "postern-uids 3 ", 15) == 0);
+	CHECK_EQ(sscanf(read_index(), "postern-uids 3 %*u %*u %*u %llu", &gen), 1);
+	CHECK(gen >= 2);   /* created as 1, compacted at least once */
+	CHECK_EQ(count_records('='), 0);
+	store_flags(&a, 3, "D");
+	CHECK_EQ(count_records('='), 1);
+	CHECK_EQ(imap_index_sync(&b, err, sizeof err), 0);
+	same_view(&a, &b);
+	CHECK(!b.repaired);
+	imap_index_free(&a);
+	imap_index_free(&b);
+}
+
+/* A version 2 file (written by the previous imapd) is read with its UIDs
+ * and modseqs and upgraded in place. */
+static void t_upgrade_v2(void)
+{
+	struct imap_index a;
+	char text[8192], base[300];
+	size_t len = 0;
+	struct imap_index tmp;
+
+	setup("upgrade2");
+	deliver(2);
+	fresh_sync(&tmp);
+	len += (size_t)snprintf(text + len, sizeof text - len, "postern-uids 2 4343 30 77\n");
+	for (size_t i = 0; i < tmp.n; i++) {
+		snprintf(base, sizeof base, "%.*s", (int)tmp.m[i].baselen, tmp.m[i].name);
+		len += (size_t)snprintf(text + len, sizeof text - len, "%u %u - %s\n",
+					i ? 21u : 11u, i ? 70u : 60u, base);
+	}
+	snprintf(text + len, sizeof text - len, "end 4343 30 77\n");
+	imap_index_free(&tmp);
+	write_index(text);
+	fresh_sync(&a);
+	CHECK(!a.repaired);
+	CHECK_EQ(a.uidvalidity, 4343);
+	CHECK_EQ(a.uidnext, 30);
+	CHECK_EQ(a.m[0].uid, 11);
+	CHECK_EQ(a.m[1].uid, 21);
+	CHECK_EQ(a.m[0].modseq, 60);
+	CHECK_EQ(a.m[1].modseq, 70);
+	CHECK_EQ(a.highestmodseq, 77);
+	CHECK(strncmp(read_index(), "postern-uids 3 4343 30 77 ", 26) == 0);
+	imap_index_free(&a);
+}
+
+/* No listing when the only changes are Postern's own, recorded in the
+ * journal (STORE through a transaction, APPEND's record); one when
+ * anything else changed new/ or cur/: a delivery right after a journalled
+ * STORE, a rename by another program (Dovecot, a user), an unlink. */
+static void t_listing_skipped(void)
+{
+	struct imap_index a, b;
+	char err[256], nn[300], path[1024];
+
+	setup("nolist");
+	deliver(3);
+	fresh_sync(&a);
+	CHECK(a.listed);
+	fresh_sync(&b);
+	store_flags(&a, 0, "S");
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	CHECK(!a.listed);
+	CHECK_STREQ(a.m[0].flags, "S");
+	CHECK_EQ(imap_index_sync(&b, err, sizeof err), 0);   /* the other view, too */
+	CHECK(!b.listed);
+	same_view(&a, &b);
+	CHECK_EQ(append_msg(1, "F"), 4);
+	CHECK_EQ(imap_index_sync(&b, err, sizeof err), 0);
+	CHECK(!b.listed);
+	CHECK_EQ(b.n, 4);
+	CHECK_EQ(b.m[3].uid, 4);
+	CHECK_STREQ(b.m[3].flags, "F");
+	CHECK_EQ(imap_index_path(&b, 3, path, sizeof path), 0);
+	CHECK_EQ(access(path, F_OK), 0);   /* the name the file implies exists */
+	/* a delivery into new/ right after a journalled STORE is still seen */
+	store_flags(&a, 1, "R");
+	deliver(1);
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	CHECK(a.listed);
+	CHECK_EQ(a.n, 5);
+	CHECK_EQ(a.m[4].uid, 5);
+	CHECK_STREQ(a.m[1].flags, "R");
+	CHECK_EQ(imap_index_sync(&b, err, sizeof err), 0);   /* a recorded it: b needs no listing */
+	CHECK(!b.listed);
+	same_view(&a, &b);
+	/* a rename by another program right after a journalled STORE */
+	store_flags(&a, 2, "F");
+	CHECK_EQ(maildir_set_flags(root, b.m[0].name, "ST", nn, sizeof nn), 0);
+	CHECK_EQ(imap_index_sync(&b, err, sizeof err), 0);
+	CHECK(b.listed);
+	CHECK_STREQ(b.m[0].flags, "ST");
+	CHECK_STREQ(b.m[2].flags, "F");
+	CHECK(b.m[0].modseq > a.m[2].modseq);
+	/* a file removed by anyone (imapd's EXPUNGE unlinks too) */
+	CHECK_EQ(imap_index_path(&b, 3, path, sizeof path), 0);
+	CHECK_EQ(unlink(path), 0);
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	CHECK(a.listed);
+	CHECK_EQ(a.n, 4);
+	CHECK_EQ(imap_index_find(&a, 4), -1);
+	CHECK_EQ(imap_index_sync(&b, err, sizeof err), 0);
+	CHECK(!b.listed);
+	same_view(&a, &b);
+	imap_index_free(&b);
+	/* a new view (SELECT) of a mailbox this process watches: the file alone */
+	fresh_sync(&b);
+	CHECK(!b.listed);
+	same_view(&a, &b);
+	for (size_t i = 0; i < b.n; i++) {
+		CHECK_EQ(imap_index_path(&b, i, path, sizeof path), 0);
+		CHECK_EQ(access(path, F_OK), 0);
+	}
+	imap_index_free(&b);
+	deliver(1);
+	fresh_sync(&b);
+	CHECK(b.listed);
+	CHECK_EQ(b.n, a.n + 1);
+	imap_index_free(&a);
+	imap_index_free(&b);
+}
+
+/* An external rename to the very name a journalled STORE just gave, and
+ * one that undoes it: each view ends up with the disk's flags. */
+static void t_rename_back(void)
+{
+	struct imap_index a, b;
+	char err[256], nn[300], old[300];
+
+	setup("renameback");
+	deliver(2);
+	fresh_sync(&a);
+	fresh_sync(&b);
+	CHECK_EQ(maildir_set_flags(root, a.m[0].name, "", old, sizeof old), 0);   /* to cur/ */
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	CHECK(a.listed);
+	store_flags(&a, 0, "S");
+	CHECK_EQ(maildir_set_flags(root, a.m[0].name, "", nn, sizeof nn), 0);   /* undone */
+	CHECK_STREQ(nn, old);
+	CHECK_EQ(imap_index_sync(&b, err, sizeof err), 0);
+	CHECK(b.listed);
+	CHECK_STREQ(b.m[0].flags, "");
+	CHECK_STREQ(b.m[0].name, old);
+	imap_index_free(&a);
+	imap_index_free(&b);
+}
+
+/* A view caught up midway through the journal, then a compaction by
+ * another: the view reads the new file whole and agrees with a fresh one. */
+static void t_compaction_reader(void)
+{
+	struct imap_index a, b, c;
+	char err[256];
+	ino_t ino;
+
+	setup("compactread");
+	deliver(5);
+	fresh_sync(&a);
+	fresh_sync(&b);
+	for (int i = 0; i < 10; i++)
+		store_flags(&a, (size_t)i % 5, i % 2 ? "S" : "D");
+	CHECK_EQ(imap_index_sync(&b, err, sizeof err), 0);
+	CHECK(!b.listed);
+	ino = index_ino();
+	for (int i = 0; i < 600 && index_ino() == ino; i++) {
+		store_flags(&a, (size_t)i % 5, i % 2 ? "F" : "R");
+		if (i % 20 == 0)   /* a's own syncs keep the events checked */
+			CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	}
+	CHECK(index_ino() != ino);
+	store_flags(&a, 4, "T");
+	CHECK_EQ(imap_index_sync(&b, err, sizeof err), 0);
+	CHECK(!b.listed);   /* the new file read whole, no listing */
+	same_view(&a, &b);
+	fresh_sync(&c);
+	same_view(&b, &c);
+	CHECK(!b.repaired && !c.repaired);
+	imap_index_free(&a);
+	imap_index_free(&b);
+	imap_index_free(&c);
+}
+
+/* EXPUNGE through a transaction: the file is unlinked under the lock and
+ * recorded, the views drop it at their next sync without a listing. */
+static void t_txn_expunge(void)
+{
+	struct imap_index a, b, c;
+	struct imap_index_txn *t;
+	char err[256], path[1024];
+	uint64_t h0;
+
+	setup("txnexp");
+	deliver(3);
+	fresh_sync(&a);
+	fresh_sync(&b);
+	h0 = a.highestmodseq;
+	CHECK_EQ(imap_index_path(&a, 1, path, sizeof path), 0);
+	CHECK((t = imap_index_begin(&a, err, sizeof err)) != NULL);
+	CHECK_EQ(imap_index_txn_expunge(t, &a, 1), 0);
+	CHECK_EQ(imap_index_txn_expunge(t, &a, 1), -1);   /* already gone */
+	CHECK_EQ(imap_index_commit(&a, t, err, sizeof err), 0);
+	CHECK_EQ(access(path, F_OK), -1);
+	CHECK_EQ(a.n, 3);   /* until the next sync */
+	CHECK_EQ(count_records('-'), 1);
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	CHECK(!a.listed);
+	CHECK_EQ(a.n, 2);
+	CHECK_EQ(imap_index_find(&a, 2), -1);
+	CHECK(a.highestmodseq > h0);
+	CHECK_EQ(imap_index_sync(&b, err, sizeof err), 0);
+	CHECK(!b.listed);
+	same_view(&a, &b);
+	fresh_sync(&c);
+	same_view(&a, &c);
+	imap_index_free(&a);
+	imap_index_free(&b);
+	imap_index_free(&c);
+}
+
+/* The index file removed while a view holds it: the journal cannot be
+ * followed, the listing finds no file, and the mailbox gets a new
+ * UIDVALIDITY above the old one (its UIDs are unknown now). */
+static void t_index_removed(void)
+{
+	struct imap_index a;
+	char err[256], path[600];
+	uint32_t v;
+
+	setup("removed");
+	deliver(2);
+	fresh_sync(&a);
+	store_flags(&a, 0, "S");
+	v = a.uidvalidity;
+	snprintf(path, sizeof path, "%s/" IMAP_INDEX_FILE, root);
+	CHECK_EQ(unlink(path), 0);
+	CHECK_EQ(imap_index_sync(&a, err, sizeof err), 0);
+	CHECK(a.listed);
+	CHECK(a.repaired);
+	CHECK(a.uidvalidity > v);
+	CHECK_EQ(a.n, 2);
+	imap_index_free(&a);
+}
+
+/* imap_index_forget: the next sync lists again (finding nothing new here:
+ * the view stays the same); the one after trusts the watch again. */
+static void t_forget(void)
+{
+	struct imap_index a, b;
+	char err[256];
+
+	setup("forget");
+	deliver(2);
+	fresh_sync(&a);
+	fresh_sync(&b);
+	CHECK(!b.listed);
+	imap_index_forget(root);
+	CHECK_EQ(imap_index_sync(&b, err, sizeof err), 0);
+	CHECK(b.listed);
+	same_view(&a, &b);
+	imap_index_free(&b);
+	fresh_sync(&b);   /* watched again */
+	CHECK(!b.listed);
+	imap_index_free(&a);
+	imap_index_free(&b);
+}
+
 int main(void)
 {
 	RUN(t_stable_across_restart);
@@ -488,5 +978,17 @@ int main(void)
 	RUN(t_unknown_version);
 	RUN(t_txn);
 	RUN(t_add);
+	RUN(t_journal);
+	RUN(t_two_views);
+	RUN(t_torn_record);
+	RUN(t_journal_damage);
+	RUN(t_compaction);
+	RUN(t_upgrade_v2);
+	RUN(t_listing_skipped);
+	RUN(t_rename_back);
+	RUN(t_compaction_reader);
+	RUN(t_txn_expunge);
+	RUN(t_index_removed);
+	RUN(t_forget);
 	return check_done();
 }
