@@ -63,6 +63,8 @@ struct fetch_stats {
 	 * the first cause noted wins; STATUS_OK while none was. */
 	int result;
 	char detail[STATUS_DETAIL_MAX + 1];
+	unsigned over_quota;		/* left on the server: a user over quota
+					 * (detail names the user) */
 };
 
 /* A connection to the server. */

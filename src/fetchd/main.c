@@ -55,11 +55,17 @@ static void publish(const struct config_account *a, int rc, const struct fetch_s
 {
 	static int warned;
 	int result = rc == 0 ? STATUS_OK : st->result != STATUS_OK ? st->result : STATUS_FAILED;
+	const char *detail = rc == 0 ? "" : st->detail;
+
+	if (rc == 0 && st->over_quota) {   /* polled fine, but mail was left behind */
+		result = STATUS_DELIVERY;
+		detail = st->detail;
+	}
 
 	if (rc == 1)
 		return;
 	if (status_record(status_dir(), "fetch", a->h.name, (int64_t)time(NULL), result,
-			  st->fetched, rc == 0 ? "" : st->detail) < 0 && !warned && errno != ENOENT) {
+			  st->fetched, detail) < 0 && !warned && errno != ENOENT) {
 		warned = 1;
 		log_msg(LOG_WARNING, NULL, "status record in %s: %s", status_dir(), strerror(errno));
 	}
@@ -97,10 +103,10 @@ static void print_stats(const struct config_account *a, int rc, const struct fet
 		return;
 	}
 	printf("%s: %s: %u on the server, %u fetched (%llu bytes), %u deleted%s, "
-		"%u delivered before, %u too large\n", a->h.name, rc == 0 ? "ok" : "FAILED",
-		st->listed, st->fetched, (unsigned long long)st->bytes, st->deleted,
-		st->deleted && !st->committed ? " (not committed)" : "", st->already,
-		st->skipped_big);
+		"%u delivered before, %u too large, %u over quota\n", a->h.name,
+		rc == 0 ? "ok" : "FAILED", st->listed, st->fetched, (unsigned long long)st->bytes,
+		st->deleted, st->deleted && !st->committed ? " (not committed)" : "", st->already,
+		st->skipped_big, st->over_quota);
 }
 
 static int once(const struct fetch_paths *p, const char *only)

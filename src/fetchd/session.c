@@ -666,6 +666,17 @@ static int read_retr(struct sess *s, const struct msg *m)
 	return 1;
 }
 
+/* A target user is over quota: the message stays on the server (not
+ * recorded, not deleted) and the next poll tries again; the other
+ * messages go on. The status record names the user. Returns 0. */
+static int over_quota(struct sess *s, const struct item *it, const char *err)
+{
+	log_msg(LOG_WARNING, &s->lf, "message %u: %s; left on the server", it->m->no, err);
+	if (s->st->over_quota++ == 0)
+		snprintf(s->st->detail, sizeof s->st->detail, "%.300s", err);
+	return 0;
+}
+
 /* Adds the spooled message to the Maildir batch through the one delivery
  * path (deliver.h), keyed by account and id. 0, or -1 (stop fetching). */
 static int stage_item(struct sess *s, struct batch *b, struct item *it)
@@ -682,10 +693,13 @@ static int stage_item(struct sess *s, struct batch *b, struct item *it)
 	}
 	if (uidl_key(s->a->h.name, it->id, it->key, sizeof it->key) < 0 || targets(s) < 0)
 		return -1;
-	struct deliver_ctx dc = { .mail_root = s->p->mail };
+	struct deliver_ctx dc = { .db = &s->users, .mail_root = s->p->mail, .quota_check = 1,
+		.quota = s->cfg->global.mailbox_quota };
 	struct deliver_env env = { .from = "", .rcpts = s->tv, .nrcpt = s->ntargets };
 	int n = deliver_users(&dc, s->tv, s->ntargets, s->spool, &env, it->key, s->mb, err,
 		sizeof err);
+	if (n == DELIVER_ERR_QUOTA)
+		return over_quota(s, it, err);
 	if (n < 0) {
 		log_msg(LOG_ERR, &s->lf, "delivery to %s%s %s: %s; left on the server", s->tv[0],
 			s->ntargets > 1 ? " and others" : "",
@@ -795,9 +809,14 @@ static void quit(struct sess *s)
 static int run(struct sess *s)
 {
 	char pw[FETCH_PASS_MAX + 1], err[256];
-	if (s->multidrop && users_load(&s->users, s->p->users, err, sizeof err) < 0) {
-		log_msg(LOG_ERR, &s->lf, "multidrop: %s", err);
-		return -1;
+	if (users_load(&s->users, s->p->users, err, sizeof err) < 0) {
+		if (s->multidrop) {
+			log_msg(LOG_ERR, &s->lf, "multidrop: %s", err);
+			return -1;
+		}
+		/* Only per-user quota= overrides are lost: mailbox-quota holds. */
+		log_msg(LOG_WARNING, &s->lf, "users file: %s; per-user quotas unknown", err);
+		users_init(&s->users);
 	}
 	if (read_password(s, pw, sizeof pw) < 0 || tls_setup(s) < 0)
 		return -1;

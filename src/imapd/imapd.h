@@ -120,6 +120,7 @@ struct imapd {
 	struct evl_io iio;
 	struct idle_watch *watches;
 	size_t nwatches, capwatches;
+	uint64_t mailbox_quota;     /* the configuration's mailbox-quota, 0: none */
 };
 
 struct imapd_conn {

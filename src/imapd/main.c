@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "imapd.h"
 
@@ -20,7 +21,7 @@
 #define EXIT_TEMP 111
 
 static const char usage_text[] =
-	"usage: imapd [-f] [--users FILE] [--mail DIR] [--throttle FILE] [--cert FILE]\n"
+	"usage: imapd [-f] [-c FILE] [--users FILE] [--mail DIR] [--throttle FILE] [--cert FILE]\n"
 	"             [--key FILE] [--user NAME] [--imap ADDR:PORT] [--imaps ADDR:PORT]\n"
 	"             [--ready-fd N]\n";
 
@@ -40,11 +41,11 @@ static int own_opt(void *ctx, int ch, const char *arg)
 static void parse_args(struct imapd_opts *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		SERVER_LONGOPTS_BASE,
+		SERVER_LONGOPTS,
 		{ "mail", 1, NULL, 'm' }, { "imap", 1, NULL, '1' }, { "imaps", 1, NULL, '2' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const struct server_args args = { SERVER_SHORTOPTS_BASE, longopts, usage_text,
+	const struct server_args args = { SERVER_SHORTOPTS, longopts, usage_text,
 					  own_opt, o };
 
 	*o = (struct imapd_opts){ .mail_root = "/data/mail",
@@ -59,6 +60,29 @@ void imapd_refresh_users(struct imapd *d)
 	server_users_refresh(&d->users, &d->users_mtime, d->o.srv.users);
 }
 
+/*
+ * The one setting imapd takes from the configuration: mailbox-quota (APPEND
+ * and COPY refused over it). No file: no quota. A file that does not parse
+ * keeps the previous value (0 at start), logged.
+ */
+static void load_quota(struct imapd *d)
+{
+	struct config *cfg;
+
+	if (access(d->o.srv.config, F_OK) < 0 && errno == ENOENT) {
+		d->mailbox_quota = 0;
+		return;
+	}
+	cfg = server_config_load(d->o.srv.config);
+	if (!cfg) {
+		log_msg(LOG_ERR, NULL, "%s: keeping mailbox-quota %llu", d->o.srv.config,
+			(unsigned long long)d->mailbox_quota);
+		return;
+	}
+	d->mailbox_quota = cfg->global.mailbox_quota;
+	config_free(cfg);
+}
+
 static void on_signal(struct evloop *l, int signo, void *ctx)
 {
 	struct imapd *d = ctx;
@@ -66,6 +90,7 @@ static void on_signal(struct evloop *l, int signo, void *ctx)
 	if (signo == SIGHUP) {
 		d->users_mtime = (struct timespec){ 0, 0 };
 		imapd_refresh_users(d);
+		load_quota(d);
 		return;
 	}
 	log_msg(LOG_INFO, NULL, "signal %d: stopping", signo);
@@ -110,6 +135,7 @@ int main(int argc, char **argv)
 	log_open("imapd", LOG_MAIL, d.o.srv.foreground ? LOG_DEST_STDERR : LOG_DEST_SYSLOG);
 	users_init(&d.users);
 	imapd_refresh_users(&d);
+	load_quota(&d);
 	users_cache_init(&d.cache);
 	if (tls_server_config_load(&d.tls, d.o.srv.cert, d.o.srv.key, err, sizeof err) < 0)
 		log_die(EXIT_TEMP, "TLS certificate: %s", err);

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "deliver.h"
 #include "fsutil.h"
 #include "imapd.h"
 #include "maildir.h"
@@ -659,6 +660,35 @@ static int append_start(struct imap_req *r, const char *dir, const char *data, s
 	return 0;
 }
 
+/*
+ * Would `incoming` more bytes put the user over quota (the user's quota=
+ * in the users file, else mailbox-quota)? 1 over, 0 fits, -1 unknown.
+ * The usage is the whole Maildir (every folder), read only when a limit
+ * is set (deliver.h).
+ */
+static int over_quota(struct imapd_conn *c, uint64_t incoming)
+{
+	struct deliver_ctx dc = { .db = &c->d->users, .mail_root = c->d->o.mail_root,
+				  .quota_check = 1, .quota = c->d->mailbox_quota };
+	uint64_t limit = deliver_quota_of(&dc, c->user);
+	unsigned long long used;
+	unsigned long count;
+
+	if (limit == 0)
+		return 0;
+	if (maildir_usage(c->root, &used, &count) < 0)
+		return -1;
+	return used + incoming > limit || used + incoming < used;
+}
+
+/* The refusal of RFC 9208 section 7 / RFC 5530 section 3: NO [OVERQUOTA]. */
+static int quota_reply(struct imap_req *r, int over)
+{
+	if (over < 0)
+		return reply(r, "NO", "[UNAVAILABLE] Cannot read the mailbox usage");
+	return reply(r, "NO", "[OVERQUOTA] Mailbox quota exceeded");
+}
+
 int cmd_append(struct imap_req *r)
 {
 	char name[IMAP_ATOM_MAX], dir[IMAPD_PATH_MAX], flags[MAILDIR_FLAGS_MAX + 1] = "";
@@ -693,6 +723,8 @@ int cmd_append(struct imap_req *r)
 		return bad_args(r);
 	if (!exists(dir))
 		return reply(r, "NO", "[TRYCREATE] No such mailbox");
+	if ((rc = over_quota(r->c, len)) != 0)
+		return quota_reply(r, rc);
 	return append_start(r, dir, data, len, flags, when);
 }
 
@@ -804,6 +836,16 @@ static int copyuid(struct imapd_conn *c, const char *prefix, uint32_t v, const u
 	return 1;
 }
 
+/* Bytes of the n messages at positions pos of the selected mailbox. */
+static uint64_t copy_size(const struct imapd_conn *c, const size_t *pos, size_t n)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < n; i++)
+		sum += c->ix.m[pos[i]].size;
+	return sum;
+}
+
 int cmd_copy(struct imap_req *r)
 {
 	struct imapd_conn *c = r->c;
@@ -831,6 +873,13 @@ int cmd_copy(struct imap_req *r)
 	imap_seqset_free(&set);
 	if (rc < 0)
 		return reply(r, "BAD", "Invalid message numbers");
+	/* COPY adds to the user's usage; MOVE within the one Maildir does not
+	 * (link, then unlink), so a user over quota can still move mail out
+	 * to Trash and expunge it (RFC 9208 section 7 concerns growth). */
+	if (!move && (rc = over_quota(c, copy_size(c, pos, n))) != 0) {
+		free(pos);
+		return quota_reply(r, rc);
+	}
 	if (n <= COPYUID_MAX && n > 0) {
 		files = calloc(n, sizeof *files);
 		uids = calloc(2 * n, sizeof *uids);

@@ -161,6 +161,11 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+int config_parse_size(const char *s, uint64_t *out)
+{
+	return parse_size(s, out);
+}
+
 static int hexval(int c)
 {
 	if (c >= '0' && c <= '9')

@@ -60,6 +60,7 @@ static const struct key k_global[] = {
 	SCALAR(G, "hostname", T_LABEL, hostname, "postern"),
 	SCALAR(G, "mail-domain", T_DOMAIN, mail_domain, NULL),
 	SCALAR(G, "internal-domain", T_DOMAIN, internal_domain, "office.lan"),
+	SCALAR(G, "mailbox-quota", T_SIZE, mailbox_quota, "0"),
 };
 #undef G
 #define W struct config_wan

@@ -131,6 +131,7 @@ struct config_global {
 	char hostname[CONFIG_HOST_MAX + 1];        /* one label: "postern" */
 	char mail_domain[CONFIG_HOST_MAX + 1];     /* "example.com" (required) */
 	char internal_domain[CONFIG_HOST_MAX + 1]; /* "office.lan" */
+	uint64_t mailbox_quota;                    /* bytes per user, 0: no limit */
 };
 
 struct config_wan {
@@ -370,6 +371,10 @@ const struct config_account *config_account(const struct config *cfg, const char
  * LAN prefix has no room.
  */
 int config_dhcp_range(const struct config *cfg, struct config_range *out);
+
+/* Parses a size ("0", "512K", "25M", "1G"; config syntax) into bytes.
+ * Returns 0, or -1 when s is not a size or too large. */
+int config_parse_size(const char *s, uint64_t *out);
 
 /* Formats an address ("192.0.2.1", "2001:db8::1") into buf; returns buf. */
 const char *config_addr_str(const struct config_addr *a, char *buf, size_t cap);

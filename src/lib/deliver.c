@@ -51,6 +51,66 @@ int deliver_maildir_path(const char *mail_root, const char *user, char *out, siz
 	return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
+uint64_t deliver_quota_of(const struct deliver_ctx *c, const char *user)
+{
+	const struct users_entry *e;
+
+	if (!c->quota_check)
+		return 0;
+	e = c->db ? users_find(c->db, user) : NULL;
+	if (e && e->kind == USERS_KIND_USER && e->quota_set)
+		return e->quota;
+	return c->quota;
+}
+
+int deliver_quota_check(const struct deliver_ctx *c, const char *user, uint64_t incoming)
+{
+	uint64_t limit = deliver_quota_of(c, user);
+	unsigned long long used = 0;
+	unsigned long count;
+	char dir[DELIVER_PATH_MAX];
+
+	if (limit == 0)
+		return 0;
+	if (deliver_maildir_path(c->mail_root, user, dir, sizeof dir) < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (maildir_usage(dir, &used, &count) < 0 && errno != ENOENT)
+		return -1;
+	return used + incoming > limit || used + incoming < used ? 1 : 0;
+}
+
+/* DELIVER_ERR_QUOTA when a user is over quota with the message in fd,
+ * DELIVER_ERR_TEMP when that cannot be told, else 0. */
+static int check_quotas(const struct deliver_ctx *c, const char *const *users, size_t n,
+			int fd, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (!c->quota_check)
+		return 0;
+	if (fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "message size: %s", strerror(errno));
+		return DELIVER_ERR_TEMP;
+	}
+	for (size_t i = 0; i < n; i++) {
+		int q = deliver_quota_check(c, users[i], (uint64_t)st.st_size);
+
+		if (q < 0) {
+			snprintf(err, errlen, "%.100s: reading the mailbox usage: %s", users[i],
+				 strerror(errno));
+			return DELIVER_ERR_TEMP;
+		}
+		if (q > 0) {
+			snprintf(err, errlen, "%.100s: mailbox full (quota %llu bytes)", users[i],
+				 (unsigned long long)deliver_quota_of(c, users[i]));
+			return DELIVER_ERR_QUOTA;
+		}
+	}
+	return 0;
+}
+
 /* Adds the users addr resolves to into names[*n], skipping duplicates. */
 static int expand(const struct deliver_ctx *c, const char *addr, deliver_name *names,
 		  size_t *n, deliver_name *tmp)
@@ -131,6 +191,10 @@ int deliver_users(const struct deliver_ctx *c, const char *const *users, size_t 
 		snprintf(err, errlen, "bad user count %zu", n);
 		return DELIVER_ERR_TEMP;
 	}
+	r = check_quotas(c, users, n, fd, err, errlen);
+	if (r < 0)
+		return r;
+	r = DELIVER_ERR_TEMP;
 	v = deliver_filter(c, fd, env, err, errlen);
 	if (v != DELIVER_ACCEPT)
 		return v == DELIVER_REJECT ? DELIVER_ERR_REJECTED : DELIVER_ERR_TEMP;

@@ -9,7 +9,9 @@
  *   int r = deliver_local(&c, fd, &env, NULL, err, sizeof err);
  *
  * Steps: every recipient is resolved with users_resolve (users, aliases,
- * lists; a user reached twice gets one copy); the filter hook sees the
+ * lists; a user reached twice gets one copy); with quota_check, a user
+ * whose usage plus the message would exceed their quota fails the whole
+ * delivery (DELIVER_ERR_QUOTA, nothing written); the filter hook sees the
  * message once; then maildir_deliver_fd writes one copy per user into
  * <mail_root>/<user>/new/ (a missing Maildir is created first). It returns
  * only when every copy is durable (file and directories fsynced), or fails
@@ -28,6 +30,7 @@
 #define POSTERN_DELIVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "maildir.h"
 #include "users.h"
@@ -46,6 +49,9 @@ enum deliver_verdict {
 #define DELIVER_ERR_TEMP (-1)      /* nothing delivered: try again later */
 #define DELIVER_ERR_REJECTED (-2)  /* the filter refused it */
 #define DELIVER_ERR_NOUSER (-3)    /* a recipient resolves to no local user */
+#define DELIVER_ERR_QUOTA (-4)     /* a target user is over quota: nothing
+				    * delivered to anyone (temporary: SMTP
+				    * 452 4.2.2, the fetcher retries) */
 
 struct deliver_env {
 	const char *from;               /* reverse-path ("" for the null sender) */
@@ -68,6 +74,11 @@ struct deliver_ctx {
 	int link_source;                /* the message fd is a file nobody changes
 					 * afterwards (the SMTP spool): Maildir copies
 					 * are hard links of it (maildir_batch_add_link) */
+	int quota_check;                /* 1: refuse users over quota (smtpd,
+					 * fetchd, imapd); 0: no quota (DSNs,
+					 * alerts: small system messages) */
+	uint64_t quota;                 /* mailbox-quota in bytes, 0: no limit;
+					 * a user's quota= in db overrides it */
 };
 
 /* The no-op filter: accepts everything. */
@@ -96,7 +107,8 @@ int deliver_local(const struct deliver_ctx *c, int fd, const struct deliver_env 
  * b non-NULL: the copies are added to the batch and durable only after
  * maildir_batch_commit(b) succeeds (group commit: the caller acknowledges
  * nothing of the batch before). Returns the number of copies (0 when all
- * had the key), or DELIVER_ERR_TEMP / DELIVER_ERR_REJECTED with err.
+ * had the key), or DELIVER_ERR_TEMP / DELIVER_ERR_REJECTED / DELIVER_ERR_QUOTA
+ * with err.
  */
 int deliver_users(const struct deliver_ctx *c, const char *const *users, size_t n, int fd,
 		  const struct deliver_env *env, const char *key, struct maildir_batch *b,
@@ -106,6 +118,21 @@ int deliver_users(const struct deliver_ctx *c, const char *const *users, size_t 
  * maildir_batch_commit(b) (the SMTP server's group commit). */
 int deliver_local_batch(const struct deliver_ctx *c, int fd, const struct deliver_env *env,
 			const char *key, struct maildir_batch *b, char *err, size_t errlen);
+
+/*
+ * The quota of user: its quota= in c->db when set there, else c->quota
+ * (0: no limit; always 0 when c->quota_check is 0).
+ */
+uint64_t deliver_quota_of(const struct deliver_ctx *c, const char *user);
+
+/*
+ * Would `incoming` more bytes put user over quota? 0: fits (or no limit),
+ * 1: over, -1: the usage could not be read (errno). Reads the usage with
+ * maildir_usage (every folder listed) only when the user has a limit; a
+ * missing Maildir uses nothing. Used by deliver_users and, before it, by
+ * SMTP RCPT and IMAP APPEND/COPY/MOVE.
+ */
+int deliver_quota_check(const struct deliver_ctx *c, const char *user, uint64_t incoming);
 
 /* The Maildir of user under mail_root into out. 0 or -1 (bad name, long). */
 int deliver_maildir_path(const char *mail_root, const char *user, char *out, size_t cap);

@@ -34,6 +34,7 @@ static const struct {
 	[SMTP_BARE_EOL] = { 554, "5.6.0 Bare CR or LF in message text: lines must end with CRLF" },
 	[SMTP_LONG_LINE] = { 554, "5.6.0 Message line longer than 998 characters" },
 	[SMTP_PENDING] = { 451, "4.3.0 Local error, try again later" },   /* never sent */
+	[SMTP_MAILBOX_FULL] = { 452, "4.2.2 Mailbox full" },
 };
 
 static void out_raw(struct smtp_server *s, const char *buf, size_t len)

@@ -102,6 +102,7 @@ enum smtp_verdict {
 	SMTP_BARE_EOL,           /* 554 5.6.0 bare CR or LF in DATA */
 	SMTP_LONG_LINE,          /* 554 5.6.0 a text line over SMTP_LINE_MAX */
 	SMTP_PENDING,            /* data_end only: the answer comes later */
+	SMTP_MAILBOX_FULL,       /* 452 4.2.2 (RFC 3463): a recipient over quota */
 	SMTP_VERDICT_COUNT
 };
 

@@ -18,6 +18,7 @@
 
 #include <bearssl.h>
 
+#include "config.h"
 #include "fsutil.h"
 #include "pbkdf2.h"
 #include "users.h"
@@ -378,15 +379,30 @@ static int check_new_name(const struct users_db *db, const char *name,
 	return 0;
 }
 
+/* The optional fifth field of a user record: quota=SIZE (config syntax). */
+static int parse_quota(const char *name, const char *f, struct users_entry *e,
+		       char *err, size_t errlen)
+{
+	if (strncmp(f, "quota=", 6) != 0 || config_parse_size(f + 6, &e->quota) < 0) {
+		seterr(err, errlen, "user '%s': '%.40s' is not quota=SIZE (like quota=2G)",
+		       name, f);
+		return -1;
+	}
+	e->quota_set = 1;
+	return 0;
+}
+
 static int parse_user(struct users_line *l, struct users_entry *e,
 		      char *err, size_t errlen)
 {
 	const char *why = "";
 
-	if (l->n != 4) {
-		seterr(err, errlen, "'user' needs NAME ROLE HASH");
+	if (l->n != 4 && l->n != 5) {
+		seterr(err, errlen, "'user' needs NAME ROLE HASH [quota=SIZE]");
 		return -1;
 	}
+	if (l->n == 5 && parse_quota(l->f[1], l->f[4], e, err, errlen) < 0)
+		return -1;
 	if (strcmp(l->f[2], "user") == 0)
 		e->role = USERS_ROLE_USER;
 	else if (strcmp(l->f[2], "admin") == 0)
@@ -674,6 +690,17 @@ static size_t put(char *buf, size_t cap, size_t pos, const char *s)
 	return pos + n;
 }
 
+/* " quota=BYTES" when the user has an override. */
+static size_t put_quota(char *buf, size_t cap, size_t pos, const struct users_entry *e)
+{
+	char q[40];
+
+	if (!e->quota_set)
+		return pos;
+	snprintf(q, sizeof q, " quota=%llu", (unsigned long long)e->quota);
+	return put(buf, cap, pos, q);
+}
+
 size_t users_format(const struct users_db *db, char *buf, size_t cap)
 {
 	size_t pos = 0;
@@ -692,6 +719,7 @@ size_t users_format(const struct users_db *db, char *buf, size_t cap)
 			pos = put(buf, cap, pos, e->name);
 			pos = put(buf, cap, pos, e->role == USERS_ROLE_ADMIN ? " admin " : " user ");
 			pos = put(buf, cap, pos, e->hash);
+			pos = put_quota(buf, cap, pos, e);
 			break;
 		case USERS_KIND_ALIAS:
 			pos = put(buf, cap, pos, "alias ");

@@ -5,8 +5,10 @@
  * The file is text, one record per line (full reference: docs/USERS.md):
  *
  *   # comment (kept when the file is rewritten)
- *   user  NAME ROLE HASH        ROLE is user|admin; HASH as below, or "!"
- *                               (login disabled, mail still delivered)
+ *   user  NAME ROLE HASH [quota=SIZE]
+ *                               ROLE is user|admin; HASH as below, or "!"
+ *                               (login disabled, mail still delivered);
+ *                               quota= overrides the global mailbox-quota
  *   alias NAME OWNER            NAME@domain delivers to OWNER, and OWNER may
  *                               send as NAME@domain
  *   list  NAME MEMBER...        NAME@domain delivers to every MEMBER (users
@@ -30,6 +32,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #define USERS_NAME_MAX 64            /* bytes in a user, alias or list name */
@@ -60,6 +63,10 @@ struct users_entry {
 	char owner[USERS_NAME_MAX + 1];   /* alias: the owning user */
 	char *text;                       /* list: members separated by one
 					     space; text: the whole line */
+	int quota_set;                    /* user: a quota= field was given */
+	uint64_t quota;                   /* user: its mailbox quota in bytes
+					     (0: no limit), overriding the
+					     global mailbox-quota */
 };
 
 struct users_db {

@@ -147,7 +147,8 @@ static int mail_one(const struct alerts_opts *o, const struct admins *ad,
 {
 	static char msg[ALERTS_MAIL_MAX];
 	char key[MAILDIR_KEY_MAX], err[512];
-	struct deliver_ctx dc = { .mail_root = o->mail, .domain = ad->domain };
+	/* Alerts are small system messages: never refused for quota. */
+	struct deliver_ctx dc = { .mail_root = o->mail, .domain = ad->domain, .quota_check = 0 };
 	struct deliver_env env = { .from = "", .rcpts = ad->v, .nrcpt = (size_t)ad->n };
 	int n = alert_mail_format(e, ad->box, ad->to, (int64_t)time(NULL), msg, sizeof msg);
 	int fd = memfd_create("alert", MFD_CLOEXEC), rc = -1;

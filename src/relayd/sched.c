@@ -168,8 +168,9 @@ static char *read_header(int fd, size_t *len)
 /* Delivers text to the local sender (or the submitting user). 0 or -1. */
 static int deliver_dsn(struct relayd *d, const struct queue_env *env, const char *text, size_t len)
 {
+	/* A bounce is a small system message: never refused for quota. */
 	struct deliver_ctx ctx = { .db = &d->users, .domain = d->cfg->global.mail_domain,
-				   .mail_root = d->p.mail };
+				   .mail_root = d->p.mail, .quota_check = 0 };
 	const char *to[1] = { env->from };
 	struct deliver_env de = { .from = "", .rcpts = to, .nrcpt = 1, .queue_id = env->id };
 	char err[256];

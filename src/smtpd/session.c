@@ -201,13 +201,45 @@ static int port25_allowed(struct smtpd *d, const char *addr, enum smtp_route r)
 	return 0;
 }
 
+/* The delivery context of this server: quota enforced (deliver.h). */
+static struct deliver_ctx deliver_ctx_of(struct smtpd_conn *c, int link_source)
+{
+	struct deliver_ctx dc = {
+		.db = &c->d->users,
+		.domain = c->d->cfg->global.mail_domain,
+		.mail_root = c->d->o.mail_root,
+		.link_source = link_source,
+		.quota_check = 1,
+		.quota = c->d->cfg->global.mailbox_quota,
+	};
+	return dc;
+}
+
+/*
+ * The cheap early refusal: is a user that local addr reaches already over
+ * quota with `incoming` bytes (RFC 1870 SIZE=, else 1: at quota counts as
+ * full)? 1 over, 0 fits or cannot tell (delivery checks again after DATA).
+ */
+static int rcpt_over_quota(struct smtpd_conn *c, const char *addr, uint64_t incoming)
+{
+	struct deliver_ctx dc = deliver_ctx_of(c, 0);
+	char (*u)[USERS_NAME_MAX + 1];
+	int n, over = 0;
+
+	u = malloc(SMTP_EXPAND_MAX * sizeof *u);
+	n = u ? users_resolve(&c->d->users, addr, dc.domain, u, SMTP_EXPAND_MAX) : 0;
+	for (int i = 0; i < n && !over; i++)
+		over = deliver_quota_check(&dc, u[i], incoming ? incoming : 1) == 1;
+	free(u);
+	return over;
+}
+
 static enum smtp_verdict h_rcpt(void *ctx, struct smtp_server *s, const char *addr)
 {
 	struct smtpd_conn *c = conn_of(ctx);
 	struct smtpd_txn *t = c->txn;
 	enum smtp_route r;
 
-	(void)s;
 	if (!t)
 		return SMTP_TEMP_FAIL;
 	r = smtp_route(&c->d->users, c->d->cfg->global.mail_domain,
@@ -218,6 +250,10 @@ static enum smtp_verdict h_rcpt(void *ctx, struct smtp_server *s, const char *ad
 		return SMTP_RCPT_UNKNOWN;
 	if (c->kind == SMTPD_PORT25 && !port25_allowed(c->d, addr, r))
 		return SMTP_RCPT_DENIED;
+	if (r == SMTP_ROUTE_LOCAL && rcpt_over_quota(c, addr, s->txn.size_param)) {
+		log_msg(LOG_NOTICE, &c->lf, "recipient over quota to=<%.256s>: 452", addr);
+		return SMTP_MAILBOX_FULL;   /* RFC 3463 4.2.2, before any DATA */
+	}
 	if (r == SMTP_ROUTE_LOCAL) {
 		snprintf(t->local[t->nlocal++], sizeof t->local[0], "%s", addr);
 	} else {
@@ -269,8 +305,7 @@ static enum smtp_verdict deliver_locals(struct smtpd_conn *c, struct smtpd_txn *
 {
 	/* link_source: each Maildir copy is a hard link of the spool file
 	 * (no second write); the commit fsyncs the file and new/. */
-	struct deliver_ctx dc = { &c->d->users, c->d->cfg->global.mail_domain,
-				  c->d->o.mail_root, NULL, NULL, 1 };
+	struct deliver_ctx dc = deliver_ctx_of(c, 1);
 	const char *rcpts[SMTP_RCPTS_MAX];
 	char err[256];
 	int r, e;
@@ -286,6 +321,8 @@ static enum smtp_verdict deliver_locals(struct smtpd_conn *c, struct smtpd_txn *
 	if (r >= 0)
 		return SMTP_OK;
 	log_msg(LOG_ERR, &c->lf, "local delivery failed: %s", err);
+	if (r == DELIVER_ERR_QUOTA)
+		return SMTP_MAILBOX_FULL;   /* over quota since RCPT: 452 4.2.2 */
 	return r == DELIVER_ERR_REJECTED ? SMTP_REJECTED : io_verdict(e);
 }
 
@@ -295,8 +332,7 @@ static enum smtp_verdict finish_stage(struct smtpd_conn *c, struct maildir_batch
 {
 	struct smtpd_txn *t = c->txn;
 	struct deliver_env env = { t->env.from, NULL, 0, t->sp.id, t->env.user };
-	struct deliver_ctx dc = { &c->d->users, c->d->cfg->global.mail_domain,
-				  c->d->o.mail_root, NULL, NULL, 0 };
+	struct deliver_ctx dc = deliver_ctx_of(c, 0);
 	char why[256];
 	/* Only a queued message needs its spool fsynced here; a local-only
 	 * one becomes durable as the Maildir links of the spool file, which

@@ -662,3 +662,46 @@ def test_greeting_timeout(work, certs, hostbin):
     assert "timed out" in r.stderr, r.stderr
     assert took >= 59, took
     assert srv.raw == b""
+
+
+def status_record(data, name="acme"):
+    p = pathlib.Path(data).parent / "status" / f"fetch-{name}"
+    return dict(ln.split("=", 1) for ln in p.read_text().splitlines() if "=" in ln)
+
+
+def test_over_quota_left_on_server(tmp_path, certs, hostbin):
+    """anna's Maildir is full (mailbox-quota): nothing is delivered or
+    deleted, the status record names her; once her users-file quota=0
+    lifts the limit, the next poll delivers and deletes everything."""
+    crt, key, pin = certs["good"]
+    srv = FakePop3(crt, key, MSGS)
+    try:
+        data = setup_box(tmp_path, srv.port, verify="pin", pin=pin)
+        conf = data / "etc" / "postern.conf"
+        conf.write_text("mailbox-quota 1000\n" + conf.read_text())
+        (data / "etc" / "users").write_text("user anna user !\n")
+        full = data / "mail" / "anna"
+        for sub in ("tmp", "new", "cur"):
+            (full / sub).mkdir(parents=True)
+        (full / "cur" / "1700000000.M1P1Q1.box,S=990:2,S").write_bytes(b"x" * 990)
+        status = tmp_path / "status"      # where env_of points fetchd
+        status.mkdir()
+        status.chmod(0o777)
+        r = fetch(hostbin, data)
+        assert r.returncode == 0, r.stderr
+        assert "0 fetched" in r.stdout and "3 over quota" in r.stdout, r.stdout
+        assert "anna: mailbox full (quota 1000 bytes); left on the server" in r.stderr
+        assert len(delivered(data)) == 1                      # only the filler
+        assert not any(c.startswith("DELE") for c in srv.cmds), srv.cmds
+        assert len(srv.msgs) == 3
+        st = status_record(data)
+        assert st["result"] == "delivery" and "anna: mailbox full" in st["detail"], st
+        (data / "etc" / "users").write_text("user anna user ! quota=0\n")
+        r = fetch(hostbin, data)
+        assert r.returncode == 0, r.stderr
+        assert "3 fetched" in r.stdout and "0 over quota" in r.stdout, r.stdout
+        assert srv.msgs == []
+        assert status_record(data)["result"] == "ok"
+        assert set(MSGS) <= set(delivered(data))
+    finally:
+        srv.close()

@@ -1,11 +1,15 @@
 """imapd protocol pieces: subscriptions kept across restarts (SUBSCRIBE,
 UNSUBSCRIBE, LSUB), UIDPLUS COPYUID for COPY and MOVE, and the limits on
-logged-in connections per user and connections per address."""
+logged-in connections per user and connections per address, and APPEND /
+COPY refused with NO [OVERQUOTA] over the mailbox quota."""
 import re
+import shutil
 import socket
 import time
 
-from test_imap import MSG, PW, box, ctx, login143  # noqa: F401 (fixture)
+import pytest
+
+from test_imap import MSG, PW, Box, box, ctx, login143  # noqa: F401 (fixture)
 
 
 def test_subscriptions_persist(box):
@@ -133,3 +137,54 @@ def test_keywords_and_search_keys(box):
     assert b"$Forwarded" in flags and b"Junk" in flags
     assert m.search(None, "KEYWORD", "$forwarded") == ("OK", [b"1"])
     m.logout()
+
+
+# ---- mailbox quota (mailbox-quota; RFC 9208 section 7, RFC 5530 OVERQUOTA) ----
+
+QUOTA = 2000
+
+
+@pytest.fixture
+def qbox(hostbin, free_port):
+    """imapd reading a configuration with mailbox-quota (through -c, added
+    by a wrapper: the shared Box passes no configuration); bob's quota=0
+    in the users file lifts the limit for him."""
+    b = Box(hostbin("imapd"), free_port(), free_port())
+    (b.root / "etc" / "postern.conf").write_text(
+        f"mail-domain example.com\nmailbox-quota {QUOTA}\n")
+    users = b.root / "etc" / "users"
+    users.write_text(users.read_text().rstrip("\n") + " quota=0\n")   # bob: last line
+    wrapper = b.root / "imapd-q"
+    wrapper.write_text(f'#!/bin/sh\nexec {b.binary} -c {b.root / "etc/postern.conf"} "$@"\n')
+    wrapper.chmod(0o755)
+    b.binary = str(wrapper)
+    b.start()
+    yield b
+    b.stop()
+    shutil.rmtree(b.root, ignore_errors=True)
+
+
+def filler(n):
+    """A message of exactly n bytes (lines of at most 72)."""
+    head = b"Subject: filler\r\n\r\n"
+    body = (b"x" * 70 + b"\r\n") * ((n - len(head)) // 72)
+    return head + body + b"y" * (n - len(head) - len(body))
+
+
+def test_append_copy_overquota(qbox):
+    m = login143(qbox)
+    small = MSG % (1, 1)
+    assert m.create("Keep")[0] == "OK"
+    assert m.append("INBOX", None, None, small)[0] == "OK"
+    assert m.append("Keep", None, None, filler(QUOTA - len(small)))[0] == "OK"  # exactly full
+    typ, data = m.append("INBOX", None, None, small)
+    assert typ == "NO" and data[0].startswith(b"[OVERQUOTA]"), (typ, data)
+    m.select("INBOX")
+    typ, data = m.copy("1", "Keep")
+    assert typ == "NO" and data[0].startswith(b"[OVERQUOTA]"), (typ, data)
+    assert m._simple_command("MOVE", "1", "Keep")[0] == "OK"   # no growth: allowed
+    assert m.status("Keep", "(MESSAGES)")[1][0].endswith(b"(MESSAGES 2)")
+    m.logout()
+    b = login143(qbox, "bob", "bob-pw")                            # quota=0: no limit
+    assert b.append("INBOX", None, None, filler(3 * QUOTA))[0] == "OK"
+    b.logout()

@@ -72,7 +72,8 @@ static void t_local_with_lists(void)
 {
 	const char *rcpts[] = { "all@example.com", "Bob+x@example.com", "sales" };
 	struct deliver_env env = { "alice@example.com", rcpts, 3, "q1", "alice" };
-	struct deliver_ctx c = { &db, "example.com", root, f_read, NULL, 0 };
+	struct deliver_ctx c = { .db = &db, .domain = "example.com", .mail_root = root,
+				 .filter = f_read };
 	char err[256] = "", path[1024], buf[64] = "";
 	int fd = message_fd();
 	DIR *d;
@@ -105,7 +106,7 @@ static void t_unknown_and_reject(void)
 {
 	const char *rcpts[] = { "bob@example.com", "zed@example.com" };
 	struct deliver_env env = { "alice@example.com", rcpts, 2, NULL, NULL };
-	struct deliver_ctx c = { &db, "example.com", root, NULL, NULL, 0 };
+	struct deliver_ctx c = { .db = &db, .domain = "example.com", .mail_root = root };
 	char err[256] = "";
 	int fd = message_fd();
 	int before = count_new("bob");
@@ -130,7 +131,7 @@ static void t_exactly_once(void)
 {
 	const char *rcpts[] = { "dave@example.com" };
 	struct deliver_env env = { "", rcpts, 1, NULL, NULL };
-	struct deliver_ctx c = { &db, "example.com", root, NULL, NULL, 0 };
+	struct deliver_ctx c = { .db = &db, .domain = "example.com", .mail_root = root };
 	char err[256];
 	int fd = message_fd();
 
@@ -145,7 +146,8 @@ static void t_users_batch(void)
 {
 	const char *users[] = { "erin", "frank" };
 	struct deliver_env env = { "", users, 2, NULL, NULL };
-	struct deliver_ctx c = { NULL, "example.com", root, f_reject, NULL, 0 };
+	struct deliver_ctx c = { .domain = "example.com", .mail_root = root,
+				 .filter = f_reject };
 	struct maildir_batch *b = maildir_batch_new();
 	char err[256];
 	int fd = message_fd();
@@ -169,6 +171,84 @@ static void t_users_batch(void)
 	close(fd);
 }
 
+/* Quota (21-byte messages): exactly at the limit fits, one byte over
+ * does not, and several users with one over get nothing. */
+static void t_quota(void)
+{
+	const char *gina[] = { "gina" }, *both[] = { "hank", "gina" };
+	struct deliver_env env = { "", gina, 1, NULL, NULL };
+	struct deliver_ctx c = { .db = &db, .domain = "example.com", .mail_root = root,
+				 .quota_check = 1, .quota = 63 };
+	char err[256] = "";
+	int fd = message_fd();
+
+	for (int i = 0; i < 3; i++)   /* under, then exactly at 63 */
+		CHECK_EQ(deliver_users(&c, gina, 1, fd, &env, NULL, NULL, err, sizeof err), 1);
+	CHECK_EQ(count_new("gina"), 3);
+	CHECK_EQ(deliver_users(&c, gina, 1, fd, &env, NULL, NULL, err, sizeof err),
+		 DELIVER_ERR_QUOTA);
+	CHECK(strstr(err, "gina: mailbox full") != NULL);
+	CHECK_EQ(count_new("gina"), 3);
+	CHECK_EQ(deliver_users(&c, both, 2, fd, &env, NULL, NULL, err, sizeof err),
+		 DELIVER_ERR_QUOTA);
+	CHECK_EQ(count_new("hank"), -1);          /* nothing, not even its Maildir */
+	CHECK_EQ(deliver_users(&c, both, 1, fd, &env, NULL, NULL, err, sizeof err), 1);
+	CHECK_EQ(deliver_quota_check(&c, "gina", 0), 0);   /* at the limit */
+	CHECK_EQ(deliver_quota_check(&c, "gina", 1), 1);
+	CHECK_EQ(deliver_quota_check(&c, "nomaildir", 63), 0);
+	CHECK_EQ(deliver_quota_check(&c, "nomaildir", 64), 1);
+	c.quota = 0;                               /* no limit */
+	CHECK_EQ(deliver_users(&c, gina, 1, fd, &env, NULL, NULL, err, sizeof err), 1);
+	c.quota = 63;
+	c.quota_check = 0;                         /* system messages: exempt */
+	CHECK_EQ(deliver_users(&c, gina, 1, fd, &env, NULL, NULL, err, sizeof err), 1);
+	CHECK_EQ(count_new("gina"), 5);
+	close(fd);
+}
+
+/* A user's quota= overrides mailbox-quota, also through lists. */
+static void t_quota_override(void)
+{
+	const char *rcpts[] = { "team@example.com" };
+	struct deliver_env env = { "", rcpts, 1, NULL, NULL };
+	struct deliver_ctx c = { .db = &db, .domain = "example.com", .mail_root = root,
+				 .quota_check = 1, .quota = 63 };
+	char err[256] = "";
+	int fd = message_fd();
+
+	CHECK_EQ(deliver_quota_of(&c, "ivy"), 100);
+	CHECK_EQ(deliver_quota_of(&c, "jack"), 0);      /* quota=0: no limit for him */
+	CHECK_EQ(deliver_quota_of(&c, "gina"), 63);
+	for (int i = 0; i < 4; i++)                      /* 84 of ivy's 100 */
+		CHECK_EQ(deliver_local(&c, fd, &env, NULL, err, sizeof err), 2);
+	CHECK_EQ(deliver_local(&c, fd, &env, NULL, err, sizeof err), DELIVER_ERR_QUOTA);
+	CHECK(strstr(err, "ivy") != NULL);
+	CHECK_EQ(count_new("ivy"), 4);
+	CHECK_EQ(count_new("jack"), 4);
+	c.quota_check = 0;
+	CHECK_EQ(deliver_quota_of(&c, "ivy"), 0);
+	close(fd);
+}
+
+/* The users file's quota= field: parsed, written back, errors named. */
+static void t_quota_field(void)
+{
+	static const char ok[] = "user a user ! quota=2G\nuser b admin ! quota=512\n";
+	struct users_db d;
+	char err[128], out[256];
+
+	CHECK_EQ(users_parse(&d, ok, strlen(ok), err, sizeof err), 0);
+	CHECK_EQ(users_find(&d, "a")->quota, 2ULL << 30);
+	CHECK_EQ(users_find(&d, "b")->quota_set, 1);
+	users_format(&d, out, sizeof out);
+	CHECK_STREQ(out, "user a user ! quota=2147483648\nuser b admin ! quota=512\n");
+	users_free(&d);
+	CHECK_EQ(users_parse(&d, "user a user ! quota=x\n", 22, err, sizeof err), -1);
+	CHECK(strstr(err, "line 1") && strstr(err, "quota=SIZE"));
+	CHECK_EQ(users_parse(&d, "user a user ! big\n", 18, err, sizeof err), -1);
+	CHECK_EQ(users_parse(&d, "user a user ! quota=1 x\n", 24, err, sizeof err), -1);
+}
+
 static void t_paths(void)
 {
 	char out[64];
@@ -182,7 +262,9 @@ static void t_paths(void)
 int main(void)
 {
 	static const char text[] = "user alice user !\nuser bob user !\nuser carol user !\n"
-				   "user dave user !\nalias sales carol\nlist all alice bob\n";
+				   "user dave user !\nalias sales carol\nlist all alice bob\n"
+				   "user gina user !\nuser hank user !\nuser ivy user ! quota=100\n"
+				   "user jack user ! quota=0\nlist team ivy jack\n";
 	const char *t = getenv("TMPDIR");
 	char err[128];
 
@@ -194,6 +276,9 @@ int main(void)
 	RUN(t_unknown_and_reject);
 	RUN(t_exactly_once);
 	RUN(t_users_batch);
+	RUN(t_quota);
+	RUN(t_quota_override);
+	RUN(t_quota_field);
 	RUN(t_paths);
 	users_free(&db);
 	return check_done();
