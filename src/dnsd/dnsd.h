@@ -34,6 +34,7 @@
 #define DNSD_ZONES_MAX 4		/* zones we are authoritative for */
 #define DNSD_RATE_SLOTS 4096		/* clients tracked by the rate limit */
 #define DNSD_UDP_BATCH 64		/* datagrams read per wake-up */
+#define DNSD_UDP_VEC 16			/* datagrams per recvmmsg / sendmmsg call */
 #define DNSD_PEND_BUCKETS 1024		/* hash buckets of the in-flight table */
 #define DNSD_LEASES_MAX 1024		/* DHCP leases read from udhcpd's file */
 #define DNSD_WATCH_RETRY_MS 5000	/* re-try watching a missing directory */
@@ -157,6 +158,16 @@ struct dnsd {
 	uint64_t rate_seed;
 	struct dns_answer ans;		/* scratch for upstream answers */
 	uint8_t buf[DNS_MSG_MAX];	/* scratch for replies */
+	/* UDP replies made while on_udp serves a batch, sent together by one
+	 * sendmmsg at its end (server.c); replies made elsewhere go at once. */
+	int tx_batching;
+	unsigned txn;
+	struct udp_tx {
+		struct sockaddr_storage addr;
+		socklen_t alen;
+		size_t len;
+		uint8_t msg[DNS_EDNS_UDP];
+	} tx[DNSD_UDP_VEC];
 	unsigned long spoofed;		/* upstream replies ignored */
 };
 

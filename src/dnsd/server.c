@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "dnsd.h"
@@ -66,6 +68,46 @@ static void tcp_queue(struct dnsd *d, struct tcp_client *c, const uint8_t *msg, 
 	evl_io_set(&d->loop, &c->io, EVL_READ | EVL_WRITE);
 }
 
+/* Sends the queued UDP replies, in order, with as few sendmmsg calls as
+ * the kernel allows. A reply the kernel refuses (an unreachable client) is
+ * dropped as a failed sendto would be, and the rest still go. */
+static void udp_flush(struct dnsd *d)
+{
+	struct mmsghdr mm[DNSD_UDP_VEC];
+	struct iovec iov[DNSD_UDP_VEC];
+	unsigned done = 0;
+
+	for (unsigned i = 0; i < d->txn; i++) {
+		iov[i] = (struct iovec){ .iov_base = d->tx[i].msg, .iov_len = d->tx[i].len };
+		mm[i] = (struct mmsghdr){ .msg_hdr = {
+			.msg_name = &d->tx[i].addr, .msg_namelen = d->tx[i].alen,
+			.msg_iov = &iov[i], .msg_iovlen = 1 } };
+	}
+	while (done < d->txn) {
+		int k = sendmmsg(d->udp_fd, mm + done, d->txn - done, MSG_DONTWAIT);
+		done += k > 0 ? (unsigned)k : 1;
+	}
+	d->txn = 0;
+}
+
+/* A UDP reply of at most cap bytes, queued for udp_flush. */
+static void udp_queue(struct dnsd *d, const struct query *qr, const struct reply *r, size_t cap)
+{
+	struct udp_tx *tx;
+
+	if (d->txn == DNSD_UDP_VEC)
+		udp_flush(d);
+	tx = &d->tx[d->txn];
+	tx->len = write_reply(tx->msg, cap, qr, r, 0);
+	if (tx->len == 0)
+		tx->len = write_reply(tx->msg, cap, qr, r, 1);
+	if (tx->len == 0)
+		return;
+	memcpy(&tx->addr, &qr->from.addr, qr->from.alen);
+	tx->alen = qr->from.alen;
+	d->txn++;
+}
+
 void server_reply(struct dnsd *d, const struct query *qr, const struct reply *r)
 {
 	if (qr->from.tcp >= 0) {
@@ -82,6 +124,10 @@ void server_reply(struct dnsd *d, const struct query *qr, const struct reply *r)
 	 * set, and the client retries over TCP. */
 	size_t cap = qr->edns ? (qr->udp_size < DNS_EDNS_UDP ? qr->udp_size : DNS_EDNS_UDP)
 		: DNS_UDP_PLAIN;
+	if (d->tx_batching) {
+		udp_queue(d, qr, r, cap);
+		return;
+	}
 	size_t n = write_reply(d->buf, cap, qr, r, 0);
 	if (n == 0)
 		n = write_reply(d->buf, cap, qr, r, 1);
@@ -199,22 +245,48 @@ static void serve_query(struct dnsd *d, const uint8_t *msg, size_t len, const st
 
 /* ---- UDP ------------------------------------------------------------------------ */
 
+/* Reads up to DNSD_UDP_VEC queries with one recvmmsg and serves them.
+ * Returns how many were read (0: none waiting). A truncated datagram
+ * (larger than any query we take) is dropped. */
+static int udp_read_some(struct dnsd *d)
+{
+	static uint8_t msg[DNSD_UDP_VEC][DNSD_QUERY_MAX];
+	struct client c[DNSD_UDP_VEC];
+	struct mmsghdr mm[DNSD_UDP_VEC];
+	struct iovec iov[DNSD_UDP_VEC];
+	int n;
+
+	for (int i = 0; i < DNSD_UDP_VEC; i++) {
+		c[i] = (struct client){ .tcp = -1, .alen = sizeof c[i].addr };
+		iov[i] = (struct iovec){ .iov_base = msg[i], .iov_len = sizeof msg[i] };
+		mm[i] = (struct mmsghdr){ .msg_hdr = {
+			.msg_name = &c[i].addr, .msg_namelen = sizeof c[i].addr,
+			.msg_iov = &iov[i], .msg_iovlen = 1 } };
+	}
+	n = recvmmsg(d->udp_fd, mm, DNSD_UDP_VEC, MSG_DONTWAIT, NULL);
+	for (int i = 0; i < n; i++) {
+		c[i].alen = mm[i].msg_hdr.msg_namelen;
+		if ((mm[i].msg_hdr.msg_flags & MSG_TRUNC) || !rate_ok(d, &c[i].addr))
+			continue;
+		serve_query(d, msg[i], mm[i].msg_len, &c[i]);
+	}
+	return n < 0 ? 0 : n;
+}
+
 static void on_udp(struct evloop *l, struct evl_io *io, unsigned events)
 {
 	struct dnsd *d = io->ctx;
-	uint8_t msg[DNSD_QUERY_MAX];
 	(void)l;
 	(void)events;
-	for (int i = 0; i < DNSD_UDP_BATCH; i++) {
-		struct client c = { .tcp = -1, .alen = sizeof c.addr };
-		ssize_t n = recvfrom(d->udp_fd, msg, sizeof msg, MSG_DONTWAIT | MSG_TRUNC,
-			(struct sockaddr *)&c.addr, &c.alen);
-		if (n < 0)
-			return;
-		if ((size_t)n > sizeof msg || !rate_ok(d, &c.addr))
-			continue;
-		serve_query(d, msg, (size_t)n, &c);
+	d->tx_batching = 1;
+	for (int got = 0; got < DNSD_UDP_BATCH;) {
+		int n = udp_read_some(d);
+		if (n <= 0)
+			break;
+		got += n;
 	}
+	udp_flush(d);
+	d->tx_batching = 0;
 }
 
 /* ---- TCP ------------------------------------------------------------------------ */
