@@ -25,6 +25,7 @@
 
 #include "dnsd.h"
 #include "privdrop.h"
+#include "server.h"
 
 #define EXIT_TEMP 111
 #define EXIT_PERM 100
@@ -128,16 +129,6 @@ static int parse_listen(const char *text, struct sockaddr_storage *ss, socklen_t
 	return 0;
 }
 
-static struct config *load_config(const char *path)
-{
-	struct config_errors errs;
-	struct config *cfg = config_load(path, &errs);
-	if (!cfg)
-		for (int i = 0; i < errs.count; i++)
-			log_msg(LOG_ERR, NULL, "%s", errs.e[i].text);
-	return cfg;
-}
-
 void dnsd_set_upstreams(struct dnsd *d)
 {
 	const struct config *cfg = d->cfg;
@@ -201,7 +192,7 @@ static void on_signal(struct evloop *l, int signo, void *ctx)
 		evl_stop(l, 0);
 		return;
 	}
-	struct config *cfg = load_config(d->conf_path);
+	struct config *cfg = server_config_load(d->conf_path);
 	if (cfg && apply_config(d, cfg) == 0)
 		log_msg(LOG_INFO, NULL, "configuration reloaded");
 	else
@@ -210,7 +201,7 @@ static void on_signal(struct evloop *l, int signo, void *ctx)
 
 static int setup(struct dnsd *d, const struct opts *o)
 {
-	struct config *cfg = load_config(o->conf);
+	struct config *cfg = server_config_load(o->conf);
 	if (!cfg || apply_config(d, cfg) < 0)
 		return EXIT_PERM;
 	if (o->listen) {

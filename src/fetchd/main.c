@@ -27,6 +27,7 @@
 #include "fetchd.h"
 #include "fsutil.h"
 #include "privdrop.h"
+#include "server.h"
 
 /* The daemon looks at its clock and the control file this often (s). */
 #define FETCH_TICK_S 5
@@ -86,16 +87,6 @@ static int set_paths(struct fetch_paths *p, const char *data, const char *conf)
 	return bad ? -1 : 0;
 }
 
-static struct config *load_config(const struct fetch_paths *p)
-{
-	struct config_errors errs;
-	struct config *cfg = config_load(p->conf, &errs);
-	if (!cfg)
-		for (int i = 0; i < errs.count; i++)
-			log_msg(LOG_ERR, NULL, "%s", errs.e[i].text);
-	return cfg;
-}
-
 static void print_stats(const struct config_account *a, int rc, const struct fetch_stats *st)
 {
 	if (rc == 1) {
@@ -111,7 +102,7 @@ static void print_stats(const struct config_account *a, int rc, const struct fet
 
 static int once(const struct fetch_paths *p, const char *only)
 {
-	struct config *cfg = load_config(p);
+	struct config *cfg = server_config_load(p->conf);
 	if (!cfg)
 		return EXIT_PERM;
 	int status = 0, found = 0;
@@ -163,7 +154,7 @@ static void poll_due(const struct fetch_paths *p, const struct config *cfg, time
 
 static int daemon_loop(const struct fetch_paths *p)
 {
-	struct config *cfg = load_config(p);
+	struct config *cfg = server_config_load(p->conf);
 	if (!cfg)
 		return EXIT_PERM;
 	time_t due[CONFIG_ACCOUNTS_MAX] = { 0 };	/* all due at start */
@@ -171,7 +162,7 @@ static int daemon_loop(const struct fetch_paths *p)
 	while (!got_term) {
 		if (got_hup) {
 			got_hup = 0;
-			struct config *fresh = load_config(p);
+			struct config *fresh = server_config_load(p->conf);
 			if (fresh) {
 				config_free(cfg);
 				cfg = fresh;
